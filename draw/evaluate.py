@@ -1,0 +1,98 @@
+"""Measure a checkpoint's negative log-likelihood bound on the binarized MNIST test set.
+
+    python -m draw.evaluate checkpoints/mnist_attention_T64 --data-dir ../shared/data [--iw-samples 100] [--record]
+
+Prints the bound -ELBO = E_q[-log p(x|z)] + sum_t KL_t in nats (beta = 1, whatever beta the
+model was trained with), averaged over all test images, and optionally the tighter
+importance-weighted estimate -log 1/k sum_i p(x, z_i) / q(z_i | x) (Burda et al. 2016).
+--record writes the figures into the checkpoint's config.json.
+"""
+
+import argparse
+import datetime
+import math
+
+import torch
+from tqdm import tqdm
+
+from draw import checkpoint
+from draw.data import DataError, data_dir, load_binarized_mnist
+from draw.model import DRAW
+
+
+@torch.inference_mode()
+def nll_bound(model: DRAW, images: torch.Tensor, batch_size: int = 500, seed: int = 0) -> dict:
+    """Mean -ELBO, reconstruction and KL in nats over images (n, H, W)."""
+    torch.manual_seed(seed)
+    device = model.head.weight.device
+    total = {"recon": 0.0, "kl": 0.0}
+    for i in tqdm(range(0, len(images), batch_size), desc="bound", leave=False):
+        out = model(images[i : i + batch_size].to(device))
+        total["recon"] += out.recon.sum().item()
+        total["kl"] += out.kl.sum().item()
+    n = len(images)
+    return {"nll": (total["recon"] + total["kl"]) / n, "recon": total["recon"] / n, "kl": total["kl"] / n}
+
+
+@torch.inference_mode()
+def iw_nll(model: DRAW, images: torch.Tensor, k: int, batch_size: int = 500, seed: int = 0) -> float:
+    """Importance-weighted NLL estimate with k samples per image, nats, mean over images."""
+    torch.manual_seed(seed)
+    device = model.head.weight.device
+    per_batch = max(1, batch_size // k)
+    total = 0.0
+    for i in tqdm(range(0, len(images), per_batch), desc=f"IW k={k}", leave=False):
+        x = images[i : i + per_batch].to(device)
+        xs = x.repeat_interleave(k, dim=0)  # (n * k, H, W), k samples of each image in a row
+        out = model(xs)
+        log_w = (out.log_pz_qz - out.recon).view(len(x), k)
+        total += -(torch.logsumexp(log_w, dim=1) - math.log(k)).sum().item()
+    return total / len(images)
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("checkpoint", help="checkpoint directory (model.safetensors + config.json)")
+    p.add_argument("--data-dir", help="MNIST directory (default: $DRAW_DATA_DIR)")
+    p.add_argument("--limit", type=int, default=0, help="first N test images only (0: all 10000)")
+    p.add_argument("--iw-samples", type=int, default=0, help="also estimate NLL with k importance samples")
+    p.add_argument("--batch-size", type=int, default=500)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--record", action="store_true", help="write the results into the checkpoint's config.json")
+    args = p.parse_args(argv)
+
+    root = data_dir(args.data_dir)
+    if root is None:
+        raise SystemExit("error: no data directory: pass --data-dir or set $DRAW_DATA_DIR")
+    try:
+        model, metadata = checkpoint.load(args.checkpoint)
+        test = torch.from_numpy(load_binarized_mnist(root, "test"))
+    except (checkpoint.CheckpointError, DataError) as e:
+        raise SystemExit(f"error: {e}") from e
+    if args.limit:
+        # the test rows are ordered by digit class: take a shuffled subset
+        test = test[torch.randperm(len(test), generator=torch.Generator().manual_seed(args.seed))[: args.limit]]
+
+    bound = nll_bound(model, test, args.batch_size, args.seed)
+    print(f"{args.checkpoint}: {len(test)} test images")
+    print(f"  NLL bound  {bound['nll']:.2f} nats  (reconstruction {bound['recon']:.2f} + KL {bound['kl']:.2f})")
+    results = {
+        "test_nll_nats": round(bound["nll"], 2),
+        "test_recon_nats": round(bound["recon"], 2),
+        "test_kl_nats": round(bound["kl"], 2),
+        "test_images": len(test),
+    }
+    if args.iw_samples:
+        iw = iw_nll(model, test, args.iw_samples, args.batch_size, args.seed)
+        print(f"  IW NLL (k={args.iw_samples})  {iw:.2f} nats")
+        results.update({"test_iw_nll_nats": round(iw, 2), "test_iw_samples": args.iw_samples})
+    if args.record:
+        if args.limit:
+            raise SystemExit("error: --record needs the full test set; drop --limit")
+        metadata.update(results, evaluated=datetime.date.today().isoformat())
+        checkpoint.write_info(args.checkpoint, model.cfg, metadata)
+        print(f"  recorded in {args.checkpoint}/{checkpoint.INFO}")
+
+
+if __name__ == "__main__":
+    main()
