@@ -6,8 +6,10 @@ DRAW_DATA_DIR environment variable; files are looked up in it and in its `mnist/
 """
 
 import gzip
+import math
 import os
 import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +35,7 @@ def _read_bytes(path: Path) -> bytes:
     try:
         with opener(path, "rb") as f:
             return f.read()
-    except (OSError, EOFError) as e:  # gzip raises both for truncated or corrupt files
+    except (OSError, EOFError, zlib.error) as e:  # gzip raises all three for truncated or corrupt files
         raise DataError(f"{path}: cannot read ({e})") from e
 
 
@@ -64,7 +66,7 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     if len(raw) < header:
         raise DataError(f"{path}: truncated header")
     shape = struct.unpack(f">{ndim}I", raw[4:header])
-    expected = header + int(np.prod(shape))
+    expected = header + math.prod(shape)
     if len(raw) != expected:
         raise DataError(f"{path}: {len(raw)} bytes, expected {expected} for shape {shape}")
     return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
