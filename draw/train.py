@@ -4,20 +4,33 @@
 
 Resumable: the run directory holds `state.pt` (weights, optimizer, RNG, position in the epoch),
 written atomically every --save-every steps and at each epoch's end. Rerunning the same
-command continues where it stopped; Ctrl-C saves first. The model is exported to --export as a
-safetensors checkpoint at each epoch's end.
+command continues exactly where it stopped: the batch order, the binarization and the
+posterior noise of every step are functions of (--seed, epoch, step) alone. Ctrl-C (or
+SIGTERM) stops at the end of the current step and saves; a second Ctrl-C stops at once,
+keeping the last save. The model is exported to --export as a safetensors checkpoint at
+each epoch's end.
+
+Runs unchanged under `torchrun --standalone --nproc_per_node K -m draw.train --run-dir ...`
+(DistributedDataParallel, gloo on CPU, nccl on CUDA; spell --run as --run-dir there, since
+torchrun's --run-path makes --run ambiguous): each rank takes every K-th image of every batch,
+and only rank 0 writes the state, the exports and the progress bar.
 """
 
 import argparse
 import datetime
 import json
 import math
+import os
+import signal
+import tempfile
+import threading
 import time
 from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from tqdm import tqdm
 
 from draw import checkpoint
@@ -26,12 +39,20 @@ from draw.data import DataError, data_dir, load_binarized_mnist, load_mnist
 from draw.model import DRAW
 
 STATE = "state.pt"
+# Arguments that fix what step k of a run means; resuming with others would silently change it.
+RUN_ARGS = ("batch_size", "seed", "train_split", "binarize")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data-dir", help="MNIST directory (default: $DRAW_DATA_DIR)")
-    p.add_argument("--run", required=True, help="directory for the resumable training state")
+    p.add_argument(
+        "--run",
+        "--run-dir",
+        dest="run",
+        required=True,
+        help="directory for the resumable training state (--run-dir under torchrun, where --run is ambiguous)",
+    )
     p.add_argument("--export", help="checkpoint directory written at each epoch's end")
     p.add_argument("--train-split", choices=["train", "train+valid"], default="train+valid")
     p.add_argument(
@@ -89,14 +110,25 @@ def binarize_batch(x: torch.Tensor, seed: int, step: int) -> torch.Tensor:
     return torch.bernoulli(x, generator=g)
 
 
+def step_noise(seed: int, step: int, shape: tuple[int, ...]) -> torch.Tensor:
+    """The eps of z = mu + sigma * eps for a whole batch at `step`, (B, T, Z): a function of
+    (seed, step) alone, so a resumed run, on CPU or CUDA, on one process or many, draws the same."""
+    key = np.random.SeedSequence([seed, step, 1]).generate_state(1, np.uint64)[0]
+    return torch.randn(shape, generator=torch.Generator().manual_seed(int(key)))
+
+
 @torch.no_grad()
-def evaluate_bound(model: DRAW, images: torch.Tensor, batch_size: int = 500) -> dict:
-    """Mean NLL bound (beta = 1 ELBO), reconstruction and KL in nats over images (n, H, W)."""
+def evaluate_bound(model: DRAW, images: torch.Tensor, batch_size: int = 500, seed: int = 0) -> dict:
+    """Mean NLL bound (beta = 1 ELBO), reconstruction and KL in nats over images (n, H, W),
+    with noise fixed by `seed` so successive epochs are compared on the same draws."""
     model.eval()
     recon = kl = 0.0
     device = model.head.weight.device
+    c = model.cfg
+    g = torch.Generator().manual_seed(seed)
     for i in range(0, len(images), batch_size):
-        out = model(images[i : i + batch_size].to(device))
+        x = images[i : i + batch_size]
+        out = model(x.to(device), torch.randn(len(x), c.T, c.z_size, generator=g).to(device))
         recon += out.recon.sum().item()
         kl += out.kl.sum().item()
     model.train()
@@ -108,9 +140,8 @@ def check_writable(directory: Path) -> None:
     """Fail before training, not after the first epoch, if directory cannot be written."""
     try:
         directory.mkdir(parents=True, exist_ok=True)
-        probe = directory / ".write_probe"
-        probe.write_text("ok")
-        probe.unlink()
+        with tempfile.NamedTemporaryFile(dir=directory, prefix=".write_probe"):
+            pass
     except OSError as e:
         raise SystemExit(f"error: cannot write to {directory}: {e}") from e
 
@@ -126,6 +157,58 @@ def save_state(run: Path, model, optimizer, progress: dict) -> None:
     checkpoint.atomic_write(run / STATE, lambda p: torch.save(state, p))
 
 
+def load_state(run: Path, device: torch.device) -> dict:
+    """state.pt, read with weights_only=True (tensors and plain containers; no code runs)."""
+    path = run / STATE
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+        state["config"] = DrawConfig.from_dict(json.loads(state["config"]))
+        state["progress"] = json.loads(state["progress"])
+        return state
+    except Exception as e:  # torch.load raises many kinds on a damaged file
+        raise SystemExit(f"error: {path} is unreadable ({type(e).__name__}: {e}); move it away to start over") from e
+
+
+class Stop:
+    """Ctrl-C or SIGTERM sets `requested`; the loop stops at the next step boundary, where the
+    saved state is consistent. A second signal raises KeyboardInterrupt at once."""
+
+    def __init__(self):
+        self.requested = False
+        self.previous = {}
+
+    def _handle(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self.previous = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}
+        return self
+
+    def __exit__(self, *exc):
+        for s, handler in self.previous.items():
+            signal.signal(s, handler)
+
+
+class Interrupted(Exception):
+    pass
+
+
+def setup_distributed() -> tuple[int, int, torch.device]:
+    """(rank, world size, device). Under torchrun (WORLD_SIZE > 1) joins the process group."""
+    cuda = torch.cuda.is_available()
+    if int(os.environ.get("WORLD_SIZE", "1")) == 1:
+        return 0, 1, torch.device("cuda" if cuda else "cpu")
+    dist.init_process_group("nccl" if cuda else "gloo")
+    device = torch.device("cpu")
+    if cuda:
+        device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
+        torch.cuda.set_device(device)
+    return dist.get_rank(), dist.get_world_size(), device
+
+
 def train(args: argparse.Namespace) -> dict:
     """Run (or resume) training; returns the final progress record."""
     run = Path(args.run)
@@ -137,23 +220,39 @@ def train(args: argparse.Namespace) -> dict:
         raise SystemExit("error: no data directory: pass --data-dir or set $DRAW_DATA_DIR")
     if args.threads:
         torch.set_num_threads(args.threads)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    torch.manual_seed(args.seed)
+    rank, world, device = setup_distributed()
+    try:
+        return _train(args, run, root, rank, world, device)
+    finally:
+        if world > 1:
+            dist.destroy_process_group()
 
+
+def _train(args, run: Path, root: Path, rank: int, world: int, device: torch.device) -> dict:
+    if args.batch_size % world:
+        raise SystemExit(f"error: --batch-size {args.batch_size} does not split over {world} processes")
+    torch.manual_seed(args.seed)
     cfg = config_from_args(args)
     model = DRAW(cfg).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
-    progress = {"epoch": 0, "batch": 0, "step": 0, "seconds": 0.0, "history": []}
+    run_args = {k: getattr(args, k) for k in RUN_ARGS}
+    progress = {"epoch": 0, "batch": 0, "step": 0, "seconds": 0.0, "history": [], "args": run_args}
     if (run / STATE).exists():
-        state = torch.load(run / STATE, map_location=device, weights_only=True)
-        saved_cfg = DrawConfig.from_dict(json.loads(state["config"]))
-        if saved_cfg != cfg:
-            raise SystemExit(f"error: {run} was trained with {saved_cfg}, not {cfg}; use another --run")
+        state = load_state(run, device)
+        if state["config"] != cfg:
+            raise SystemExit(f"error: {run} was trained with {state['config']}, not {cfg}; use another --run")
+        saved_args = state["progress"].get("args", run_args)  # states written before PR 6 lack it
+        if saved_args != run_args:
+            raise SystemExit(f"error: {run} was trained with {saved_args}, not {run_args}; use another --run")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
-        torch.set_rng_state(state["rng"])
-        progress = json.loads(state["progress"])
-        print(f"resuming {run} at epoch {progress['epoch']}, step {progress['step']}")
+        torch.set_rng_state(state["rng"].cpu())
+        progress = state["progress"] | {"args": run_args}
+        if rank == 0:
+            print(f"resuming {run} at epoch {progress['epoch']}, step {progress['step']}")
+    net = model
+    if world > 1:
+        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
 
     try:
         train_x, val_x = load_training_data(root, args.train_split, args.binarize, args.val_size)
@@ -164,63 +263,90 @@ def train(args: argparse.Namespace) -> dict:
 
     def save():
         progress["seconds"] = time.time() - started
-        save_state(run, model, optimizer, progress)
+        if rank == 0:
+            save_state(run, model, optimizer, progress)
 
     model.train()
     try:
-        while progress["epoch"] < args.epochs:
-            epoch = progress["epoch"]
-            order = batch_order(len(train_x), args.seed, epoch)
-            bar = tqdm(
-                range(progress["batch"], n_batches),
-                desc=f"epoch {epoch + 1}/{args.epochs}",
-                initial=progress["batch"],
-                total=n_batches,
-                dynamic_ncols=True,
-            )
-            for b in bar:
-                step = progress["step"]
-                lr = args.lr * args.lr_decay ** (step / n_batches)
-                for group in optimizer.param_groups:
-                    group["lr"] = lr
-                x = train_x[order[b * args.batch_size : (b + 1) * args.batch_size]]
-                if args.binarize == "dynamic":
-                    x = binarize_batch(x, args.seed, step)
-                loss, out = model.loss(x.to(device))
-                if not math.isfinite(loss.item()):
-                    raise FloatingPointError(
-                        f"loss is {loss.item()} at step {step}; stopped, the last good state is in {run / STATE}"
-                    )
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), args.clip)
-                optimizer.step()
-                progress["step"] += 1
-                progress["batch"] = b + 1
-                bar.set_postfix(loss=f"{loss.item():.2f}", kl=f"{out.kl.sum(1).mean().item():.2f}", lr=f"{lr:.1e}")
-                if progress["step"] % args.save_every == 0:
-                    save()
-                if args.max_steps and progress["step"] >= args.max_steps:
-                    save()
-                    return progress
-            bar.close()
-            progress["epoch"] += 1
-            progress["batch"] = 0
-            record = {"epoch": progress["epoch"], "step": progress["step"], "train_loss": loss.item()}
-            if len(val_x):
-                record.update({f"val_{k}": v for k, v in evaluate_bound(model, val_x).items()})
-            progress["history"].append(record)
-            tqdm.write(json.dumps(record))
-            save()
-            if args.export:
-                export(model, args, progress)
-    except KeyboardInterrupt:
+        with Stop() as stop:
+            while progress["epoch"] < args.epochs:
+                epoch = progress["epoch"]
+                order = batch_order(len(train_x), args.seed, epoch)
+                bar = tqdm(
+                    range(progress["batch"], n_batches),
+                    desc=f"epoch {epoch + 1}/{args.epochs}",
+                    initial=progress["batch"],
+                    total=n_batches,
+                    dynamic_ncols=True,
+                    disable=rank != 0,
+                )
+                for b in bar:
+                    if args.max_steps and progress["step"] >= args.max_steps:
+                        bar.close()
+                        save()
+                        return progress
+                    x = train_x[order[b * args.batch_size : (b + 1) * args.batch_size]]
+                    loss, kl = train_step(net, optimizer, args, x, progress["step"], n_batches, stop, rank, world)
+                    progress.update(step=progress["step"] + 1, batch=b + 1, loss=loss)
+                    bar.set_postfix(loss=f"{loss:.2f}", kl=f"{kl:.2f}")
+                    if progress["step"] % args.save_every == 0:
+                        save()
+                bar.close()
+                progress["epoch"] += 1
+                progress["batch"] = 0
+                record = {"epoch": progress["epoch"], "step": progress["step"], "train_loss": progress.get("loss")}
+                if rank == 0:
+                    if len(val_x):
+                        record.update({f"val_{k}": v for k, v in evaluate_bound(model, val_x).items()})
+                    tqdm.write(json.dumps(record))
+                progress["history"].append(record)
+                save()
+                if args.export and rank == 0:
+                    export(model, args, progress)
+    except Interrupted:
         save()
-        print(f"\ninterrupted: saved {run / STATE} at step {progress['step']}; rerun the same command to resume")
+        if rank == 0:
+            print(f"\ninterrupted: saved {run / STATE} at step {progress['step']}; rerun the same command to resume")
         raise SystemExit(130) from None
+    except KeyboardInterrupt:
+        raise SystemExit(f"\nstopped at once: {run / STATE} keeps the last save") from None
     except FloatingPointError as e:
-        raise SystemExit(f"error: {e}") from e
+        raise SystemExit(f"error: {e}; stopped, the last good state is in {run / STATE}") from e
     return progress
+
+
+def train_step(net, optimizer, args, x, step: int, n_batches: int, stop: Stop, rank: int, world: int):
+    """One Adam step on this rank's shard of batch x; returns the batch's mean loss and KL.
+
+    Raises Interrupted before changing anything if any rank was asked to stop, and
+    FloatingPointError if the loss or the gradient is not finite."""
+    cfg = net.module.cfg if world > 1 else net.cfg
+    device = next(net.parameters()).device
+    for group in optimizer.param_groups:
+        group["lr"] = args.lr * args.lr_decay ** (step / n_batches)
+    if args.binarize == "dynamic":
+        x = binarize_batch(x, args.seed, step)
+    noise = step_noise(args.seed, step, (len(x), cfg.T, cfg.z_size))
+    out = net(x[rank::world].to(device), noise[rank::world].to(device))
+    loss = (out.recon + cfg.beta * out.kl.sum(1)).mean()
+    stats = torch.stack(
+        [loss.detach(), out.kl.sum(1).mean().detach(), torch.tensor(float(stop.requested), device=device)]
+    )
+    if world > 1:
+        dist.all_reduce(stats)  # the shards are equal, so the mean of their means is the batch mean
+        stats[:2] /= world
+    loss_value, kl_value, stops = stats.tolist()
+    if stops:
+        raise Interrupted
+    if not math.isfinite(loss_value):
+        raise FloatingPointError(f"loss is {loss_value} at step {step}")
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    norm = torch.nn.utils.clip_grad_norm_(net.parameters(), args.clip)
+    if not torch.isfinite(norm):
+        raise FloatingPointError(f"gradient norm is {norm.item()} at step {step}")
+    optimizer.step()
+    return loss_value, kl_value
 
 
 def export(model: DRAW, args: argparse.Namespace, progress: dict) -> None:

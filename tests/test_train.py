@@ -1,0 +1,242 @@
+"""The train and evaluate CLIs on a tiny DRAW and tiny generated data (a few milliseconds a step)."""
+
+import importlib.util
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+from tiny import TINY, TINY_FLAGS, binarized_mnist_dir
+
+from draw import checkpoint, evaluate, train
+from draw.config import DrawConfig
+from draw.model import DRAW
+
+# 40 train + 16 valid images in batches of 8: 7 steps an epoch.
+STEPS_PER_EPOCH = 7
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny models run fastest on one thread, and do not fight a busy machine for a second."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return binarized_mnist_dir(tmp_path_factory.mktemp("data"))
+
+
+def run_train(data, run, *flags) -> dict:
+    args = ["--data-dir", str(data), "--run", str(run), "--batch-size", "8", "--val-size", "8", "--epochs", "3"]
+    return train.train(train.parse_args(args + TINY_FLAGS + [str(f) for f in flags]))
+
+
+def read_state(run) -> dict:
+    state = torch.load(run / train.STATE, weights_only=True)
+    state["progress"] = json.loads(state["progress"])
+    del state["progress"]["seconds"]
+    return state
+
+
+def assert_same_run(a, b):
+    """Two state.pt files hold the same weights, optimizer moments and progress, bit for bit."""
+    sa, sb = read_state(a), read_state(b)
+    assert sa["progress"] == sb["progress"]
+    for k, v in sa["model"].items():
+        assert torch.equal(v, sb["model"][k]), k
+    for p, s in sa["optimizer"]["state"].items():
+        for k, v in s.items():
+            assert torch.equal(v, sb["optimizer"]["state"][p][k]), (p, k)
+
+
+@pytest.fixture(scope="module")
+def reference(data, tmp_path_factory):
+    """An uninterrupted run of 12 steps (over an epoch's end, with its validation)."""
+    run = tmp_path_factory.mktemp("reference")
+    progress = run_train(data, run, "--max-steps", 12)
+    assert progress["step"] == 12 and len(progress["history"]) == 1
+    return run
+
+
+def test_resume_continues_exactly(data, reference, tmp_path):
+    run_train(data, tmp_path, "--max-steps", 5)
+    assert read_state(tmp_path)["progress"]["step"] == 5
+    run_train(data, tmp_path, "--max-steps", 12)
+    assert_same_run(tmp_path, reference)
+
+
+def test_resume_after_a_crash_between_the_last_batch_and_the_epoch_end(data, reference, tmp_path, monkeypatch):
+    """Saved at the epoch's last batch, killed during validation: resuming must finish that epoch."""
+
+    def crash(*args, **kwargs):
+        raise RuntimeError("killed during validation")
+
+    with monkeypatch.context() as m:
+        m.setattr(train, "evaluate_bound", crash)
+        with pytest.raises(RuntimeError, match="killed"):
+            run_train(data, tmp_path, "--save-every", STEPS_PER_EPOCH)
+    p = read_state(tmp_path)["progress"]
+    assert (p["epoch"], p["batch"], p["step"]) == (0, STEPS_PER_EPOCH, STEPS_PER_EPOCH)
+    run_train(data, tmp_path, "--max-steps", 12)
+    assert_same_run(tmp_path, reference)
+
+
+def test_a_state_written_by_the_first_version_resumes(data, reference, tmp_path):
+    """state.pt from before the resume fixes: progress without 'args' or 'loss'."""
+    run_train(data, tmp_path, "--max-steps", 5)
+    state = torch.load(tmp_path / train.STATE, weights_only=True)
+    progress = json.loads(state["progress"])
+    state["progress"] = json.dumps({k: progress[k] for k in ("epoch", "batch", "step", "seconds", "history")})
+    torch.save(state, tmp_path / train.STATE)
+    run_train(data, tmp_path, "--max-steps", 12)
+    assert_same_run(tmp_path, reference)
+
+
+def test_resuming_with_another_config_or_batch_size_is_refused(data, tmp_path):
+    run_train(data, tmp_path, "--max-steps", 1)
+    with pytest.raises(SystemExit, match="was trained with DrawConfig"):
+        run_train(data, tmp_path, "--z-size", 5)
+    with pytest.raises(SystemExit, match="'batch_size': 8"):
+        train.train(
+            train.parse_args(["--data-dir", str(data), "--run", str(tmp_path), "--batch-size", "4"] + TINY_FLAGS)
+        )
+
+
+def test_nan_loss_stops_the_run_and_keeps_the_last_good_state(data, tmp_path, monkeypatch):
+    forward = DRAW.forward
+    calls = []
+
+    def nan_at_step_5(self, x, noise=None):
+        out = forward(self, x, noise)
+        calls.append(1)
+        return out._replace(recon=out.recon * float("nan")) if len(calls) == 6 else out
+
+    monkeypatch.setattr(DRAW, "forward", nan_at_step_5)
+    with pytest.raises(SystemExit, match=r"loss is nan at step 5.*last good state is in") as e:
+        run_train(data, tmp_path / "run", "--save-every", 2, "--export", tmp_path / "export")
+    assert str(tmp_path / "run" / train.STATE) in str(e.value.code)
+    state = read_state(tmp_path / "run")
+    assert state["progress"]["step"] == 4
+    assert all(torch.isfinite(v).all() for v in state["model"].values())
+    assert not (tmp_path / "export").exists() or not any((tmp_path / "export").iterdir())
+
+
+def test_non_finite_gradient_stops_before_the_update(data, tmp_path, monkeypatch):
+    clip = torch.nn.utils.clip_grad_norm_
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", lambda p, c: clip(p, c) * float("inf"))
+    with pytest.raises(SystemExit, match="gradient norm is inf at step 0"):
+        run_train(data, tmp_path)
+    assert not (tmp_path / train.STATE).exists()
+
+
+@pytest.mark.parametrize("which", ["--run", "--export"])
+def test_unwritable_output_directory_is_reported_before_anything_else(tmp_path, which):
+    (tmp_path / "a-file").write_text("")
+    args = {"--run": tmp_path / "run", "--export": tmp_path / "export"}
+    args[which] = tmp_path / "a-file" / "out"  # a directory inside a regular file: unwritable even for root
+    flags = ["--data-dir", str(tmp_path / "no-data-here")] + [str(v) for kv in args.items() for v in kv]
+    with pytest.raises(SystemExit, match=f"cannot write to {tmp_path / 'a-file' / 'out'}"):
+        train.train(train.parse_args(flags + TINY_FLAGS))
+
+
+def test_missing_data_is_reported(tmp_path):
+    with pytest.raises(SystemExit, match="binarized_mnist_valid.amat: not found"):
+        train.train(train.parse_args(["--data-dir", str(tmp_path), "--run", str(tmp_path / "run")] + TINY_FLAGS))
+
+
+class Payload:
+    def __reduce__(self):
+        return (exec, ("import pathlib; pathlib.Path('PWNED').write_text('ran')",))
+
+
+@pytest.mark.parametrize("content", ["garbage", "truncated", "pickle"])
+def test_damaged_state_is_reported_and_never_run(data, tmp_path, monkeypatch, content):
+    monkeypatch.chdir(tmp_path)
+    run = tmp_path / "run"
+    run_train(data, run, "--max-steps", 1)
+    state = run / train.STATE
+    blob = {"garbage": b"\x00not a state" * 10, "truncated": state.read_bytes()[:-200], "pickle": None}[content]
+    if blob is None:
+        torch.save({"model": Payload()}, state)
+    else:
+        state.write_bytes(blob)
+    with pytest.raises(SystemExit, match=f"{state} is unreadable"):
+        run_train(data, run)
+    assert not (tmp_path / "PWNED").exists()
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(data, tmp_path_factory):
+    directory = tmp_path_factory.mktemp("ckpt")
+    run_train(data, directory / "run", "--epochs", 2, "--export", directory / "export")
+    return directory / "export"
+
+
+def test_export_writes_a_loadable_checkpoint(tiny_checkpoint):
+    model, metadata = checkpoint.load(tiny_checkpoint)
+    assert metadata["epochs"] == 2 and metadata["steps"] == 2 * STEPS_PER_EPOCH
+    assert [h["epoch"] for h in metadata["history"]] == [1, 2]
+
+
+def test_evaluate_cli_prints_and_records_the_bound(data, tiny_checkpoint, capsys):
+    evaluate.main([str(tiny_checkpoint), "--data-dir", str(data), "--iw-samples", "4", "--record"])
+    out = capsys.readouterr().out
+    assert "24 test images" in out and "NLL bound" in out and "IW NLL (k=4)" in out
+    _, metadata = checkpoint.load(tiny_checkpoint)
+    assert metadata["test_images"] == 24 and metadata["test_iw_samples"] == 4
+    assert metadata["test_nll_nats"] == pytest.approx(metadata["test_recon_nats"] + metadata["test_kl_nats"], abs=0.02)
+
+
+def test_evaluate_cli_errors(data, tiny_checkpoint, tmp_path):
+    with pytest.raises(SystemExit, match="config.json: missing"):
+        evaluate.main([str(tmp_path), "--data-dir", str(data)])
+    with pytest.raises(SystemExit, match="binarized_mnist_test.amat: not found"):
+        evaluate.main([str(tiny_checkpoint), "--data-dir", str(tmp_path)])
+    with pytest.raises(SystemExit, match="--record needs the full test set"):
+        evaluate.main([str(tiny_checkpoint), "--data-dir", str(data), "--limit", "5", "--record"])
+
+
+def test_importance_weighted_estimate_is_tighter_than_the_bound():
+    """E[-log w] with k = 1 is the -ELBO itself; more samples can only lower it (Burda et al.).
+    The latent layer is scaled up so that q is far from the prior and the gap is clear."""
+    torch.manual_seed(0)
+    model = DRAW(DrawConfig(**TINY)).eval()
+    with torch.no_grad():
+        model.latent.weight.mul_(10)
+    images = (torch.rand(24, 28, 28) < 0.3).float()
+    bound = evaluate.nll_bound(model, images.repeat(20, 1, 1))
+    assert bound["kl"] > 1
+    iw = {k: evaluate.iw_nll(model, images.repeat(20 // k, 1, 1), k) for k in (1, 20)}
+    assert iw[1] == pytest.approx(bound["nll"], abs=0.5)
+    assert iw[20] < bound["nll"] - 1
+
+
+# Distributed: launches two processes with torchrun (gloo on CPU), a few seconds.
+@pytest.mark.skipif(importlib.util.find_spec("torch.distributed.run") is None, reason="torchrun is not available")
+def test_torchrun_two_processes_train_like_one(data, reference, tmp_path):
+    """Each rank takes half of every batch and DDP averages the gradients: the same run as one process."""
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "draw.train",
+        "--data-dir",
+        str(data),
+    ]
+    cmd += ["--run-dir", str(tmp_path), "--batch-size", "8", "--val-size", "8", "--epochs", "3", "--max-steps", "12"]
+    done = subprocess.run(cmd + TINY_FLAGS + ["--threads", "1"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    a, b = read_state(tmp_path), read_state(reference)
+    assert a["progress"]["step"] == 12
+    assert a["progress"]["history"][0]["train_loss"] == pytest.approx(b["progress"]["history"][0]["train_loss"])
+    for k, v in a["model"].items():
+        torch.testing.assert_close(v, b["model"][k], rtol=1e-4, atol=1e-5)
