@@ -10,6 +10,7 @@ Per step t = 1..T (section 2 of the paper):
 Loss per image, in nats: -log Bernoulli(x | sigmoid(c_T)) + beta * sum_t KL(q(z_t|.) || N(0, I)).
 """
 
+import math
 from typing import NamedTuple
 
 import torch
@@ -52,6 +53,20 @@ class DRAW(nn.Module):
         # without attention, the canvas update itself (H * W).
         head_size = cfg.write_n**2 + 10 if cfg.attention else cfg.image_size
         self.head = nn.Linear(cfg.dec_size, head_size)
+        if cfg.attention:
+            self._init_windows()
+
+    @torch.no_grad()
+    def _init_windows(self) -> None:
+        """Start both windows centred with delta~ = 1/2 and sigma = delta / 2. With the paper's
+        delta = (max(A,B) - 1) / (N - 1) * delta~ and delta~ near 1, a 2x2 read window would start
+        on the image corners, see only background, and the latents would collapse to zero KL."""
+        c = self.cfg
+        for n, start in ((c.write_n, c.write_n**2), (c.read_n, c.write_n**2 + 5)):
+            delta = (max(c.height, c.width) - 1) / (n - 1) / 2
+            # order: g~X, g~Y, log sigma^2, log delta~, log gamma
+            bias = torch.tensor([0.0, 0.0, 2 * math.log(delta / 2), math.log(0.5), 0.0])
+            self.head.bias[start : start + 5] = bias
 
     def initial_state(self, batch: int) -> tuple[LSTMState, LSTMState, torch.Tensor, torch.Tensor]:
         """Zero encoder and decoder states, blank canvas logits (B, H, W), and head(h_dec_0)."""
