@@ -65,7 +65,7 @@ def main(argv=None) -> None:
     if root is None:
         raise SystemExit("error: no data directory: pass --data-dir or set $DRAW_DATA_DIR")
     try:
-        model, metadata = checkpoint.load(args.checkpoint)
+        model, metadata = checkpoint.load(args.checkpoint, "cuda" if torch.cuda.is_available() else "cpu")
         test = torch.from_numpy(load_binarized_mnist(root, "test"))
     except (checkpoint.CheckpointError, DataError) as e:
         raise SystemExit(f"error: {e}") from e
