@@ -4,6 +4,7 @@ Pure functions on tensors. Pixel coordinates follow the paper: column a = 1..A, 
 so a window with delta = 1 centred at ((A+1)/2, (B+1)/2) with N = A puts filter i on pixel i.
 """
 
+import functools
 from typing import NamedTuple
 
 import torch
@@ -24,29 +25,44 @@ class AttentionParams(NamedTuple):
 
 def attention_params(raw: torch.Tensor, n: int, height: int, width: int) -> AttentionParams:
     """Map the linear output (g~X, g~Y, log sigma^2, log delta~, log gamma) of shape (B, 5)."""
-    gx_, gy_, log_sigma2, log_delta_, log_gamma = raw.unbind(-1)
+    gx_, gy_ = raw[:, 0], raw[:, 1]
+    sigma2, delta_, gamma = raw[:, 2:].exp().unbind(-1)  # one exp for the three log-parameters
     gx = (width + 1) / 2 * (gx_ + 1)
     gy = (height + 1) / 2 * (gy_ + 1)
-    delta = (max(width, height) - 1) / (n - 1) * torch.exp(log_delta_)
-    return AttentionParams(gx, gy, torch.exp(log_sigma2), delta, torch.exp(log_gamma))
+    delta = (max(width, height) - 1) / (n - 1) * delta_
+    return AttentionParams(gx, gy, sigma2, delta, gamma)
+
+
+@functools.cache
+def _offsets(n: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """i - N/2 - 0.5 for i = 1..N, (N,). Cached per N; built outside inference_mode so that
+    training can save it for backward even when a trace asked for it first."""
+    with torch.inference_mode(False):
+        return torch.arange(1, n + 1, dtype=dtype, device=device) - n / 2 - 0.5
+
+
+@functools.cache
+def _pixels(size: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """Pixel coordinates 1..size, (size,). Cached like `_offsets`."""
+    with torch.inference_mode(False):
+        return torch.arange(1, size + 1, dtype=dtype, device=device)
 
 
 def filter_centres(centre: torch.Tensor, delta: torch.Tensor, n: int) -> torch.Tensor:
-    """mu^i = g + (i - N/2 - 0.5) * delta for i = 1..N. (B,), (B,) -> (B, N)."""
-    offsets = torch.arange(1, n + 1, dtype=centre.dtype, device=centre.device) - n / 2 - 0.5
-    return centre[:, None] + offsets * delta[:, None]
+    """mu^i = g + (i - N/2 - 0.5) * delta for i = 1..N. centre, delta (...) -> (..., N)."""
+    return centre[..., None] + _offsets(n, centre.dtype, centre.device) * delta[..., None]
 
 
 def filterbank(p: AttentionParams, n: int, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Horizontal and vertical filterbanks F_X (B, N, A) and F_Y (B, N, B), rows summing to 1."""
+    """Horizontal and vertical filterbanks F_X (B, N, A) and F_Y (B, N, B), rows summing to 1.
 
-    def bank(centre: torch.Tensor, size: int) -> torch.Tensor:
-        mu = filter_centres(centre, p.delta, n)  # (B, N)
-        pixels = torch.arange(1, size + 1, dtype=mu.dtype, device=mu.device)  # (size,)
-        f = torch.exp(-((pixels - mu[:, :, None]) ** 2) / (2 * p.sigma2[:, None, None]))
-        return f / f.sum(-1, keepdim=True).clamp_min(FILTER_EPS)
-
-    return bank(p.gx, width), bank(p.gy, height)
+    Both axes in one broadcasted expression over the pixels 1..max(A, B); the shorter axis then
+    drops its columns past its own size before normalising."""
+    pixels = _pixels(max(height, width), p.gx.dtype, p.gx.device)  # (S,)
+    mu = filter_centres(torch.stack([p.gx, p.gy], dim=1), p.delta[:, None], n)  # (B, 2, N)
+    f = torch.exp(-((pixels - mu[..., None]) ** 2) / (2 * p.sigma2[:, None, None, None]))  # (B, 2, N, S)
+    fx, fy = f[:, 0, :, :width], f[:, 1, :, :height]
+    return fx / fx.sum(-1, keepdim=True).clamp_min(FILTER_EPS), fy / fy.sum(-1, keepdim=True).clamp_min(FILTER_EPS)
 
 
 def read(images: torch.Tensor, fx: torch.Tensor, fy: torch.Tensor, gamma: torch.Tensor) -> torch.Tensor:

@@ -125,7 +125,7 @@ class DRAW(nn.Module):
     def forward(self, x: torch.Tensor, noise: torch.Tensor | None = None) -> Losses:
         """The training pass. x (B, H, W) in [0, 1]; noise (B, T, Z) fixes eps (default: fresh)."""
         enc, dec, canvas, head_out = self.initial_state(x.shape[0])
-        kls, log_pz_qz = [], 0.0
+        steps = []
         for t in range(self.cfg.T):
             glimpse, _ = self.read(x, x - torch.sigmoid(canvas), head_out)
             mu, logvar, enc = self.encode(glimpse.flatten(1), dec[0], enc)
@@ -133,10 +133,13 @@ class DRAW(nn.Module):
             z = mu + torch.exp(0.5 * logvar) * eps
             dec, head_out = self.decode(z, dec)
             canvas = canvas + self.write(head_out)[0]
-            kls.append(gaussian_kl(mu, logvar).sum(1))
-            # log N(z; 0, I) - log N(z; mu, sigma^2), the 2*pi terms cancel
-            log_pz_qz = log_pz_qz + 0.5 * (eps**2 + logvar - z**2).sum(1)
-        return Losses(canvas, bernoulli_nll(canvas, x), torch.stack(kls, dim=1), log_pz_qz)
+            steps.append((mu, logvar, eps, z))
+        # The per-step terms once over all steps (B, T, Z): fewer, larger ops than inside the loop.
+        mu, logvar, eps, z = (torch.stack(v, dim=1) for v in zip(*steps, strict=True))
+        kl = gaussian_kl(mu, logvar).sum(2)
+        # log N(z; 0, I) - log N(z; mu, sigma^2), the 2*pi terms cancel
+        log_pz_qz = 0.5 * (eps**2 + logvar - z**2).sum((1, 2))
+        return Losses(canvas, bernoulli_nll(canvas, x), kl, log_pz_qz)
 
     def loss(self, x: torch.Tensor) -> tuple[torch.Tensor, Losses]:
         """Mean over the batch of recon + beta * sum_t KL_t, nats per image."""

@@ -189,17 +189,19 @@ def _unroll(
     rec = {k: [] for k in ("read", "glimpse", "mu", "logvar", "z", "write", "patch")}
     zeros = eps.new_zeros(B, c.z_size)
     for s in range(s0, c.T):
-        rec["read"].append(model.read_window(head_out) if c.attention else None)
         mu = logvar = zeros
         if x is not None:
-            glimpse, _ = model.read(x, x - torch.sigmoid(canvas), head_out)
+            glimpse, read_window = model.read(x, x - torch.sigmoid(canvas), head_out)
             mu, logvar, enc = model.encode(glimpse.flatten(1), dec[0], enc)
             rec["glimpse"].append(glimpse)
+        else:
+            read_window = model.read_window(head_out) if c.attention else None
         z_s = mu + torch.exp(0.5 * logvar) * eps[:, s] if s > infer_after else z[:, s]
         dec, head_out = model.decode(z_s, dec)
         update, patch, write_window = model.write(head_out)
         canvas = canvas + update
         states.append((enc, dec, canvas))
+        rec["read"].append(read_window)
         rec["mu"].append(mu)
         rec["logvar"].append(logvar)
         rec["z"].append(z_s)
