@@ -141,7 +141,7 @@ class DRAW(nn.Module):
         log_pz_qz = 0.5 * (eps**2 + logvar - z**2).sum((1, 2))
         return Losses(canvas, bernoulli_nll(canvas, x), kl, log_pz_qz)
 
-    def loss(self, x: torch.Tensor) -> tuple[torch.Tensor, Losses]:
-        """Mean over the batch of recon + beta * sum_t KL_t, nats per image."""
-        out = self(x)
+    def loss(self, x: torch.Tensor, noise: torch.Tensor | None = None) -> tuple[torch.Tensor, Losses]:
+        """Mean over the batch of recon + beta * sum_t KL_t, nats per image; noise as in forward."""
+        out = self(x, noise)
         return (out.recon + self.cfg.beta * out.kl.sum(1)).mean(), out
