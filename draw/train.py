@@ -221,11 +221,19 @@ def train(args: argparse.Namespace) -> dict:
     if args.threads:
         torch.set_num_threads(args.threads)
     rank, world, device = setup_distributed()
-    try:
+    if world == 1:
         return _train(args, run, root, rank, world, device)
+    try:
+        progress = _train(args, run, root, rank, world, device)
+    except SystemExit as e:
+        if e.code == 130:  # interrupted on every rank at once
+            dist.barrier()
+        raise
+    else:
+        dist.barrier()  # rank 0 may still be saving: a rank leaving the group early aborts in gloo
+        return progress
     finally:
-        if world > 1:
-            dist.destroy_process_group()
+        dist.destroy_process_group()
 
 
 def _train(args, run: Path, root: Path, rank: int, world: int, device: torch.device) -> dict:
