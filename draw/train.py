@@ -215,6 +215,8 @@ def train(args: argparse.Namespace) -> dict:
     for d in (run, Path(args.export) if args.export else None):
         if d is not None:
             check_writable(d)
+    for stale in run.glob(f".{STATE}.*.tmp"):  # left by a run killed while saving
+        stale.unlink(missing_ok=True)
     root = data_dir(args.data_dir)
     if root is None:
         raise SystemExit("error: no data directory: pass --data-dir or set $DRAW_DATA_DIR")
@@ -249,7 +251,7 @@ def _train(args, run: Path, root: Path, rank: int, world: int, device: torch.dev
         state = load_state(run, device)
         if state["config"] != cfg:
             raise SystemExit(f"error: {run} was trained with {state['config']}, not {cfg}; use another --run")
-        saved_args = state["progress"].get("args", run_args)  # states written before PR 6 lack it
+        saved_args = state["progress"].get("args", run_args)  # states written before issue 6 lack it
         if saved_args != run_args:
             raise SystemExit(f"error: {run} was trained with {saved_args}, not {run_args}; use another --run")
         model.load_state_dict(state["model"])

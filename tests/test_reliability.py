@@ -89,7 +89,9 @@ def test_sigkill_loses_at_most_the_steps_since_the_last_save(data, tmp_path):
     assert code == -signal.SIGKILL
     progress = saved_progress(run)  # a whole file: saves are atomic
     assert progress["step"] >= 6 and (progress["step"] % 3 == 0 or progress["batch"] == 0)
+    (run / f".{train.STATE}.abc123.tmp").write_bytes(b"half a save")  # as if killed while saving
     assert_resumes_exactly(data, run, tmp_path, progress["step"] + 5)
+    assert sorted(p.name for p in run.iterdir()) == [train.STATE]
 
 
 def _flatten(t: trace.Trace) -> dict:
