@@ -127,3 +127,12 @@ def test_eight_threads_on_one_model_match_one_thread():
         assert a.keys() == b.keys()
         for k in a:
             assert torch.equal(a[k], b[k]), k
+
+
+def test_first_signal_asks_to_stop_and_a_second_stops_at_once():
+    with train.Stop() as stop:
+        os.kill(os.getpid(), signal.SIGINT)
+        assert stop.requested
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGTERM)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
