@@ -190,7 +190,9 @@ def scrubber(views: list[ModelView], t0: int, trail: bool = False, play_ms: int 
         margin=dict(l=40, r=10, t=40, b=110),
         barmode="group",
         showlegend=len(views) > 1,
-        legend=dict(orientation="h", yanchor="bottom", y=bar_top, x=1, xanchor="right"),
+        legend=dict(
+            orientation="h", yanchor="top", y=bar_top - 0.01, x=1, xanchor="right", bgcolor="rgba(255,255,255,0.7)"
+        ),
         sliders=[
             dict(
                 active=t0,
@@ -242,15 +244,16 @@ def bar_trace_indices(fig: go.Figure) -> set[int]:
 def kl_heatmap(views: list[ModelView]) -> go.Figure:
     """KL per step and latent dimension, one panel per model: which dimensions carry information
     at which step."""
-    fig = make_subplots(rows=1, cols=len(views), subplot_titles=[v.name for v in views], horizontal_spacing=0.08)
+    fig = make_subplots(rows=1, cols=len(views), subplot_titles=[v.name for v in views], horizontal_spacing=0.14)
     for i, v in enumerate(views, start=1):
         kl = v.trace.kl[0].numpy().T  # (Z, T)
+        right = fig.get_subplot(1, i).xaxis.domain[1]
         fig.add_trace(
             go.Heatmap(
                 z=kl,
                 x=np.arange(1, v.T + 1),
                 colorscale="Viridis",
-                colorbar=dict(title="nats", x=1.0 if i == len(views) else 0.46),
+                colorbar=dict(title="nats", x=right + 0.01, xanchor="left", thickness=14),
                 hovertemplate="t=%{x}, dim %{y}: %{z:.3f} nats<extra></extra>",
             ),
             row=1,

@@ -264,6 +264,7 @@ def converted(convert, where, name: str) -> tuple[np.ndarray | None, str]:
     where.image(
         images.grey_to_rgb(images.binarize(x), 6),
         caption=f"{name} as the model reads it: 28×28, binarized",
+        width=168,
     )
     return x, name
 
@@ -363,13 +364,16 @@ def edit_ui(view: figures.ModelView, run_edit) -> None:
             [
                 ("original final canvas", before),
                 ("edited final canvas", after),
-                ("difference (edited − original)", after - before),
+                ("difference: red added, blue removed", after - before),
             ],
             diff_last=True,
         ),
         key="edit_result",
     )
-    st.caption(f"{note}{len(moved)} dimension(s) moved; mean |difference| = {np.abs(after - before).mean():.4f}")
+    if edit.is_noop:
+        st.caption("Move a slider or press *Resample z_t* to edit; the difference then shows what changed.")
+    else:
+        st.caption(f"{note}{len(moved)} dimension(s) moved; mean |difference| = {np.abs(after - before).mean():.4f}")
     with st.expander("Scrub the edited drawing"):
         st.plotly_chart(
             figures.scrubber([figures.ModelView(f"{view.name} (edited)", view.cfg, edited)], T),
@@ -407,9 +411,10 @@ def export_ui(views: list[figures.ModelView]) -> None:
     t = T if t is None else min(int(t), T)
     pairs = [(v.trace, v.cfg) for v in views]
     st.caption(
-        "The GIF plays steps 0…T with the read (red) and write (green) boxes. The PNG shows step "
-        f"t = {t} (click a KL bar to choose it; the camera icon on the figure saves exactly what it shows)."
+        "The GIF plays steps 0…T with the read (red) and write (green) boxes; the PNG shows one step "
+        "the same way. The camera icon on the figure above saves exactly what it shows."
     )
+    t = st.number_input("Step t of the PNG", 0, T, value=t, key=f"png_t_{t}")
     c1, c2, c3 = st.columns(3)
     c1.download_button(
         "Animated GIF",

@@ -28,6 +28,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 TRAVERSAL_VALUES = tuple(np.linspace(-3, 3, 7).round(2).tolist())
 READ_COLOUR = (230, 60, 60)  # read box: red, as in the paper's figures
 WRITE_COLOUR = (60, 200, 90)  # write box: green
+MAX_EDIT = 4.0  # largest |z_t[d]| an edit may set, in prior standard deviations
 
 
 # ---- checkpoints -------------------------------------------------------------------------------
@@ -181,7 +182,15 @@ class Edit:
 
 
 def edited_latent(trace: Trace, edit: Edit) -> torch.Tensor:
-    """z_t of item 0 with the edit applied, (1, Z)."""
+    """z_t of item 0 with the edit applied, (1, Z). ValueError for a dimension out of range or a
+    value that is not finite or beyond MAX_EDIT prior standard deviations."""
+    _check_step(trace, edit.step)
+    Z = trace.z.shape[-1]
+    for d, v in edit.values:
+        if not 0 <= d < Z:
+            raise ValueError(f"dimension {d} is outside 0..{Z - 1}")
+        if not (math.isfinite(v) and abs(v) <= MAX_EDIT):
+            raise ValueError(f"z_t[{d}] = {v} is not a finite value within ±{MAX_EDIT} prior standard deviations")
     z = trace.z[0, edit.step - 1].clone()
     if edit.resample is not None:
         z = torch.randn(z.shape, generator=torch.Generator().manual_seed(edit.resample))
@@ -211,6 +220,7 @@ def traversal(
     _check_step(trace, step)
     if not dims:
         raise ValueError("choose at least one dimension")
+    edited_latent(trace, Edit(step, tuple((d, float(v)) for d in dims for v in values)))  # validates
     base = trace.z[0, step - 1]
     z = base.repeat(len(dims) * len(values), 1)
     for i, d in enumerate(dims):
@@ -274,7 +284,6 @@ def trace_to_json(trace: Trace, cfg: DrawConfig, name: str, decimals: int = 4) -
 MODES = ("generate", "reconstruct")
 SOURCES = ("test", "draw", "upload")
 MAX_SEED = 2**31 - 1
-MAX_EDIT = 4.0  # prior standard deviations
 
 
 @dataclass(frozen=True)

@@ -90,14 +90,10 @@ def chromium_page(width: int = 1400, height: int = 2400):
 
 
 def wait_idle(page) -> None:
-    """Wait until Streamlit has finished the current rerun."""
-    page.wait_for_timeout(300)
-    page.wait_for_function(
-        "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')"
-        " || document.querySelector('[data-testid=\"stStatusWidget\"]').innerText.indexOf('Running') < 0",
-        timeout=60_000,
-    )
-    page.wait_for_timeout(300)
+    """Wait until Streamlit has finished the current rerun (and any rerun it asked for)."""
+    page.wait_for_timeout(400)
+    page.wait_for_selector('[data-testid="stApp"][data-test-script-state="notRunning"]', timeout=90_000)
+    page.wait_for_timeout(400)
 
 
 def scrubber_step(page) -> str:
@@ -113,16 +109,17 @@ def move_scrubber(page, fraction: float) -> None:
 
 
 @pytest.fixture(scope="module")
-def tiny_checkpoints(tmp_path_factory) -> Path:
+def server(tmp_path_factory):
     root = tmp_path_factory.mktemp("checkpoints")
     torch.manual_seed(0)
     checkpoint.save(DRAW(DrawConfig(T=8, enc_size=32, dec_size=32, z_size=8)), root / "tiny_attention", {})
-    return root
+    with streamlit_server(root) as url:
+        yield url
 
 
-def test_scrub_edit_and_screenshot(tiny_checkpoints, tmp_path):
-    with streamlit_server(tiny_checkpoints) as url, chromium_page() as page:
-        page.goto(url)
+def test_scrub_edit_and_screenshot(server, tmp_path):
+    with chromium_page() as page:
+        page.goto(server)
         page.get_by_text("DRAW Explorer").first.wait_for()
         page.locator(".js-plotly-plot .slider-container").first.wait_for()
         wait_idle(page)
@@ -138,10 +135,38 @@ def test_scrub_edit_and_screenshot(tiny_checkpoints, tmp_path):
         for _ in range(5):
             page.keyboard.press("ArrowRight")
         wait_idle(page)
-        page.get_by_text("1 dimension(s) moved").or_(page.get_by_text("2 dimension(s) moved")).first.wait_for()
+        page.get_by_text("1 dimension(s) moved").first.wait_for()
         page.wait_for_url(re.compile(r"[?&]edits="))  # the edit is in the shareable URL
 
         shot = tmp_path / "explorer.png"
         page.screenshot(path=str(shot), full_page=True)
         assert shot.stat().st_size > 10_000
+        assert page.locator('[data-testid="stException"]').count() == 0
+
+
+def test_draw_a_digit_and_click_a_kl_bar(server):
+    with chromium_page() as page:
+        page.goto(server + "/?mode=reconstruct")  # no data directory: the mouse pad is offered
+        pad = page.locator("canvas[aria-label^='drawing pad']")
+        pad.wait_for()
+        wait_idle(page)
+        b = pad.bounding_box()
+        page.mouse.move(b["x"] + 0.5 * b["width"], b["y"] + 0.15 * b["height"])
+        page.mouse.down()
+        for i in range(20):  # a vertical stroke: a "1"
+            page.mouse.move(b["x"] + 0.5 * b["width"], b["y"] + (0.15 + 0.035 * i) * b["height"])
+        page.mouse.up()
+        page.get_by_text("Reconstructing your drawing").first.wait_for()
+        page.locator(".js-plotly-plot .slider-container").first.wait_for()
+        wait_idle(page)
+
+        bars = page.locator(".js-plotly-plot").first.locator(".barlayer .point path")
+        boxes = [bars.nth(i).bounding_box() for i in range(bars.count())]
+        assert len(boxes) == 8
+        t = max(range(8), key=lambda i: boxes[i]["height"]) + 1  # the tallest bar is the easiest target
+        box = boxes[t - 1]
+        page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] - 2)
+        page.wait_for_url(re.compile(rf"[?&]t={t}(&|$)"))
+        wait_idle(page)
+        assert scrubber_step(page).strip().endswith(f"= {t}")
         assert page.locator('[data-testid="stException"]').count() == 0

@@ -100,6 +100,16 @@ def test_traversal_grid_matches_single_edits(model, trace):
     np.testing.assert_allclose(grid[1, 2], single.canvas_prob[0, -1].numpy(), atol=1e-5)
 
 
+@pytest.mark.parametrize(
+    "values", [((0, float("nan")),), ((0, float("inf")),), ((0, -float("inf")),), ((0, 1e6),), ((8, 1.0),)]
+)
+def test_bad_edit_values_are_refused(model, trace, values):
+    with pytest.raises(ValueError):
+        explore.apply_edit(model, trace, Edit(2, values=values))
+    with pytest.raises(ValueError):
+        explore.traversal(model, trace, 2, [values[0][0]], (values[0][1],))
+
+
 def test_traversal_and_edit_reject_bad_steps(model, trace):
     with pytest.raises(ValueError):
         explore.traversal(model, trace, 0, [0])
