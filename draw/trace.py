@@ -130,7 +130,8 @@ def redecode(model: DRAW, trace: Trace, step: int, z_step: torch.Tensor, closed_
     k = z_step.shape[0]
     if trace.batch_size not in (1, k):
         raise ValueError(f"z_step has {k} rows but the trace has batch {trace.batch_size}")
-    base = _map(trace, lambda a: a.expand(k, *a.shape[1:]).clone()) if trace.batch_size != k else trace
+    # Broadcast views, not copies: base is only read, and _splice builds new arrays from it.
+    base = _map(trace, lambda a: a.expand(k, *a.shape[1:])) if trace.batch_size != k else trace
     z = base.z.clone()
     z[:, step] = z_step.to(z)
     infer_after = step if closed_loop else T
@@ -149,12 +150,12 @@ def _splice(head: Trace, tail: Trace, step: int) -> Trace:
     out = {}
     for f in fields(head):
         a, b = getattr(head, f.name), getattr(tail, f.name)
-        if f.name in ("mode", "x"):
+        if f.name == "mode" or a is None:
             out[f.name] = a
+        elif f.name == "x":
+            out[f.name] = a.contiguous()  # head's x may be a broadcast view of the original image
         elif isinstance(a, AttentionParams):
             out[f.name] = AttentionParams(*(join(u, v) for u, v in zip(a, b, strict=True)))
-        elif a is None:
-            out[f.name] = None
         else:
             out[f.name] = join(a, b)
     return Trace(**out)
