@@ -7,6 +7,7 @@ the figures in app/figures.py. Checkpoints come from $DRAW_CHECKPOINTS (default:
 MNIST test digits from $DRAW_DATA_DIR when it is set.
 """
 
+import hashlib
 import sys
 from pathlib import Path
 
@@ -405,7 +406,7 @@ def traversal_ui(view: figures.ModelView, run_traversal) -> None:
     st.plotly_chart(figures.traversal_grid(grid, dims, explore.TRAVERSAL_VALUES), key="traversal")
 
 
-def export_ui(views: list[figures.ModelView]) -> None:
+def export_ui(views: list[figures.ModelView], drawing_id: str) -> None:
     T = max(v.T for v in views)
     t = st.session_state.get("t")
     t = T if t is None else min(int(t), T)
@@ -414,29 +415,34 @@ def export_ui(views: list[figures.ModelView]) -> None:
         "The GIF plays steps 0…T with the read (red) and write (green) boxes; the PNG shows one step "
         "the same way. The camera icon on the figure above saves exactly what it shows."
     )
-    t = st.number_input("Step t of the PNG", 0, T, value=t, key=f"png_t_{t}")
     c1, c2, c3 = st.columns(3)
-    c1.download_button(
-        "Animated GIF",
-        data=lambda: explore.animation_gif(pairs),
-        file_name="draw.gif",
-        mime="image/gif",
-        on_click="ignore",
-    )
-    c2.download_button(
-        f"PNG of step {t}",
-        data=lambda: images.to_png(explore.view_image(pairs, t)),
-        file_name=f"draw_t{t}.png",
-        mime="image/png",
-        on_click="ignore",
-    )
-    c3.download_button(
-        "Trace JSON",
-        data=lambda: explore.trace_to_json(views[0].trace, views[0].cfg, views[0].name),
-        file_name=f"{views[0].name}_trace.json",
-        mime="application/json",
-        on_click="ignore",
-    )
+    with c1:
+        saved = st.session_state.get("_gif")
+        if saved is None or saved[0] != drawing_id:
+            if st.button("Make animated GIF"):
+                bar = st.progress(0.0, text="Rendering frames…")
+                gif = explore.animation_gif(pairs, progress=lambda f: bar.progress(f, text="Rendering frames…"))
+                bar.empty()
+                saved = st.session_state["_gif"] = (drawing_id, gif)
+        if saved is not None and saved[0] == drawing_id:
+            st.download_button("Download GIF", saved[1], file_name="draw.gif", mime="image/gif", on_click="ignore")
+    with c2:
+        png_t = st.number_input("Step t of the PNG", 0, T, value=t, key=f"png_t_{t}")
+        st.download_button(
+            f"Download PNG of step {png_t}",
+            data=lambda: images.to_png(explore.view_image(pairs, png_t)),
+            file_name=f"draw_t{png_t}.png",
+            mime="image/png",
+            on_click="ignore",
+        )
+    with c3:
+        st.download_button(
+            "Download trace JSON",
+            data=lambda: explore.trace_to_json(views[0].trace, views[0].cfg, views[0].name),
+            file_name=f"{views[0].name}_trace.json",
+            mime="application/json",
+            on_click="ignore",
+        )
 
 
 def main() -> None:
@@ -507,7 +513,8 @@ def main() -> None:
     with tab_kl:
         kl_ui(views)
     with tab_export:
-        export_ui(views)
+        drawing_id = hashlib.sha1(repr((key[:4], compare)).encode() + (b"" if x is None else x.tobytes())).hexdigest()
+        export_ui(views, drawing_id)
     st.query_params.from_dict(explore.state_to_params(current_state()))
 
 

@@ -11,6 +11,7 @@ indexes its steps from 0, so step t is trace index t - 1 and canvas index t.
 import json
 import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
@@ -258,10 +259,21 @@ def view_image(traces: list[tuple[Trace, DrawConfig]], t: int, scale: int = 6) -
     return images.vstack([step_image(tr, cfg, min(t, tr.steps), scale) for tr, cfg in traces], pad=8)
 
 
-def animation_gif(traces: list[tuple[Trace, DrawConfig]], scale: int = 4, ms_per_frame: int = 60) -> bytes:
-    """The drawing(s) as an animated GIF, steps 0..T with the boxes drawn."""
+def animation_gif(
+    traces: list[tuple[Trace, DrawConfig]],
+    scale: int = 4,
+    ms_per_frame: int = 60,
+    progress: Callable[[float], None] | None = None,
+) -> bytes:
+    """The drawing(s) as an animated GIF, steps 0..T with the boxes drawn. `progress(fraction)` is
+    called after each frame."""
     T = max(tr.steps for tr, _ in traces)
-    return images.to_gif([view_image(traces, t, scale) for t in range(T + 1)], ms_per_frame)
+    frames = []
+    for t in range(T + 1):
+        frames.append(view_image(traces, t, scale))
+        if progress is not None:
+            progress((t + 1) / (T + 1))
+    return images.to_gif(frames, ms_per_frame)
 
 
 def trace_to_json(trace: Trace, cfg: DrawConfig, name: str, decimals: int = 4) -> str:

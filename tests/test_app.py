@@ -180,3 +180,11 @@ def test_no_usable_checkpoint(tmp_path, monkeypatch):
     monkeypatch.setenv("DRAW_CHECKPOINTS", str(tmp_path))
     at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
     assert not at.exception and "No usable checkpoint" in at.error[0].value
+
+
+def test_gif_export_is_made_on_request(app):
+    at = ok(app.run())
+    labels = [d.proto.label for d in at.get("download_button")]
+    assert "Download GIF" not in labels and "Download trace JSON" in labels
+    next(b for b in at.button if b.label == "Make animated GIF").click().run()
+    assert "Download GIF" in [d.proto.label for d in ok(at).get("download_button")]

@@ -4,6 +4,7 @@ Skips when Chromium or Playwright is missing (CI installs both; see .ci/run). Ti
 checkpoints keep it fast; it checks behaviour, never drawing quality.
 """
 
+import json
 import os
 import re
 import socket
@@ -137,6 +138,16 @@ def test_scrub_edit_and_screenshot(server, tmp_path):
         wait_idle(page)
         page.get_by_text("1 dimension(s) moved").first.wait_for()
         page.wait_for_url(re.compile(r"[?&]edits="))  # the edit is in the shareable URL
+
+        page.get_by_role("tab", name="Export").click()
+        page.get_by_role("button", name="Make animated GIF").click()
+        wait_idle(page)
+        with page.expect_download() as download:
+            page.get_by_role("button", name="Download GIF").click()
+        assert Path(download.value.path()).read_bytes()[:6] == b"GIF89a"
+        with page.expect_download() as download:
+            page.get_by_role("button", name="Download trace JSON").click()
+        assert json.loads(Path(download.value.path()).read_text())["steps"] == 8
 
         shot = tmp_path / "explorer.png"
         page.screenshot(path=str(shot), full_page=True)
