@@ -475,8 +475,9 @@ def main() -> None:
     test_digits = load_test_digits(str(data_root)) if data_root else (None, None, None)
     n_test = len(test_digits[0]) if test_digits[0] is not None else None
     restore_from_url({n: e.cfg for n, (e, _) in usable.items()}, n_test)
-    for note in st.session_state.get("_url_notes", []):
-        st.warning(note)
+    notes = st.session_state.pop("_url_notes", [])  # shown once, on the run that read the URL
+    if notes:
+        st.warning("Parts of this link could not be used:\n" + "\n".join(f"- {n}" for n in notes))
 
     name, compare = model_ui(entries, usable)
     mode, x, x_name = input_ui(test_digits)

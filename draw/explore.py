@@ -315,7 +315,10 @@ class ViewState:
 
 
 def _int(text: str, lo: int, hi: int) -> int:
-    v = int(text)
+    try:
+        v = int(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a whole number") from None
     if not lo <= v <= hi:
         raise ValueError(f"{v} is outside {lo}..{hi}")
     return v
@@ -341,7 +344,7 @@ def parse_state(
     notes: list[str] = []
     known = {f.name for f in fields(ViewState)}
     for key in sorted(set(params) - known):
-        notes.append(f"ignored unknown URL parameter {key!r}")
+        notes.append(f"{key}: not a setting of this page; ignored")
     get = {k: (v[-1] if isinstance(v, list) else v) for k, v in params.items() if k in known}
     s = ViewState(model=next(iter(configs), None))
 
@@ -352,7 +355,7 @@ def parse_state(
         try:
             s = replace(s, **{key: parse(str(get[key]))})
         except (ValueError, TypeError, KeyError) as e:
-            notes.append(f"URL parameter {key}={get[key]!r} is not valid ({e}); using the default")
+            notes.append(f"{key}={get[key]!r}: {e}; using the default")
 
     def choice(options):
         def parse(v):
@@ -368,11 +371,11 @@ def parse_state(
     take("seed", lambda v: _int(v, 0, MAX_SEED))
     take("source", choice(SOURCES))
     if s.source == "test" and n_test is None and "source" in get:
-        notes.append("URL asks for an MNIST test digit but no MNIST directory is configured")
+        notes.append("source=test: no MNIST directory is configured ($DRAW_DATA_DIR)")
     if n_test:
         take("index", lambda v: _int(v, 0, n_test - 1))
     elif "index" in get:
-        notes.append("URL parameter index ignored: no MNIST directory is configured")
+        notes.append("index: ignored, no MNIST directory is configured ($DRAW_DATA_DIR)")
     cfg = configs.get(s.model)
     T, Z = (cfg.T, cfg.z_size) if cfg else (1, 1)
     take("t", lambda v: _int(v, 0, T))

@@ -171,8 +171,10 @@ def test_url_state_is_restored(app):
 def test_bad_url_falls_back_with_notes(app):
     app.query_params.update(model="gone", seed="minus one", zt="999", colour="red")
     at = ok(app.run())
-    notes = [w.value for w in at.warning]
-    assert len(notes) == 4, notes
+    (warning,) = at.warning
+    assert warning.value.count("\n- ") == 4, warning.value
+    for key in ("model", "seed", "zt", "colour"):
+        assert f"- {key}" in warning.value
     assert at.selectbox(key="model").value == "a_attention" and at.number_input(key="seed").value == 0
 
 
