@@ -109,6 +109,13 @@ def _panels(v: ModelView, geo: explore.Windows, t: int, trail: bool) -> list:
     return out
 
 
+def _slim(trace):
+    """The part of a trace a frame changes; Plotly merges it into the full trace."""
+    if trace.type == "heatmap":
+        return go.Heatmap(z=trace.z)
+    return go.Scatter(x=trace.x, y=trace.y)
+
+
 def _cells(mode: str) -> list[int]:
     """Which column each of _panels' traces goes into (1-based)."""
     return [1, 1, 1, 2, 3, 3, 3, 4] if mode == "reconstruct" else [1, 1, 1, 2]
@@ -138,10 +145,19 @@ def scrubber(views: list[ModelView], t0: int, trail: bool = False, play_ms: int 
         for panel, c in zip(_panels(v, geo, t0, trail), _cells(mode), strict=True):
             moving.append(len(fig.data))
             fig.add_trace(panel, row=r, col=c)
+        images = (1, 3) if mode == "reconstruct" else (1,)  # columns showing a whole image
         for c in range(1, len(cols) + 1):
-            fig.update_xaxes(visible=False, row=r, col=c, constrain="domain")
+            # Image panels keep the image's extent, so a box or trail running off it is clipped.
+            x_range = [-0.5, v.cfg.width - 0.5] if c in images else None
+            y_range = [v.cfg.height - 0.5, -0.5] if c in images else None
+            fig.update_xaxes(visible=False, row=r, col=c, constrain="domain", range=x_range)
             fig.update_yaxes(
-                visible=False, row=r, col=c, autorange="reversed", scaleanchor=f"x{(r - 1) * len(cols) + c}"
+                visible=False,
+                row=r,
+                col=c,
+                autorange="reversed" if y_range is None else False,
+                range=y_range,
+                scaleanchor=f"x{(r - 1) * len(cols) + c}",
             )
     bottom = len(views) + 1
     summaries = [explore.step_summary(v.trace) for v in views]
@@ -178,10 +194,14 @@ def scrubber(views: list[ModelView], t0: int, trail: bool = False, play_ms: int 
     fig.update_xaxes(title_text="step t", range=[0.5, T + 0.5], row=bottom, col=1)
     fig.update_yaxes(range=[0, top * 1.08], fixedrange=True, row=bottom, col=1)
 
+    # Frames carry only what changes (z of the images, x/y of the lines); the input image is static.
+    static = {row * len(_cells(mode)) for row in range(len(views))} if mode == "reconstruct" else set()
+    moving = [i for k, i in enumerate(moving) if k not in static]
     frames = []
     for t in range(T + 1):
         data = [p for v, geo in zip(views, geos, strict=True) for p in _panels(v, geo, t, trail)]
-        frames.append(go.Frame(name=str(t), data=data + [_marker(t, top)], traces=moving))
+        data = [_slim(p) for k, p in enumerate(data) if k not in static]
+        frames.append(go.Frame(name=str(t), data=data + [_slim(_marker(t, top))], traces=moving))
     fig.frames = frames
     anim = dict(mode="immediate", frame=dict(duration=play_ms, redraw=True), transition=dict(duration=0))
     step_anim = {**anim, "frame": dict(duration=0, redraw=True)}

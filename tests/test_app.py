@@ -14,7 +14,8 @@ import torch
 from PIL import Image, ImageDraw
 from streamlit.testing.v1 import AppTest
 
-from draw import checkpoint
+from app import figures
+from draw import checkpoint, explore
 from draw.config import DrawConfig
 from draw.model import DRAW
 
@@ -190,3 +191,20 @@ def test_gif_export_is_made_on_request(app):
     assert "Download GIF" not in labels and "Download trace JSON" in labels
     next(b for b in at.button if b.label == "Make animated GIF").click().run()
     assert "Download GIF" in [d.proto.label for d in ok(at).get("download_button")]
+
+
+def test_scrubber_figure_has_a_frame_per_step(checkpoints):
+    """The figure the browser scrubs: frames 0..T that replace only what moves."""
+    views = []
+    for name in ("a_attention", "b_noattention"):
+        model, _ = checkpoint.load(checkpoints / name)
+        x = np.zeros((28, 28), np.float32)
+        x[4:24, 12:16] = 1
+        views.append(figures.ModelView(name, model.cfg, explore.make_trace(model, "reconstruct", 0, x)))
+    fig = figures.scrubber(views, t0=3, trail=True)
+    assert [f.name for f in fig.frames] == [str(t) for t in range(9)]  # T = 8 and 6: the longer one
+    assert fig.layout.sliders[0].active == 3
+    moving = fig.frames[0].traces
+    assert 0 not in moving and 8 not in moving  # the input images never change
+    assert all(len(f.data) == len(moving) for f in fig.frames)
+    assert len(figures.bar_trace_indices(fig)) == 2
