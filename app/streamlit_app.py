@@ -501,7 +501,10 @@ def main() -> None:
         )
         st.markdown(f"Reconstructing **{x_name}** — {nll}")
     else:
-        st.markdown(f"Generating from the prior with seed **{seed}**.")
+        st.markdown(
+            f"Generating from the prior with seed **{seed}**: there is no input, so the encoder and its read "
+            "window are idle and only the canvas and the write window are shown."
+        )
     scrubber_ui(views, trail)
 
     primary = usable[name][0]

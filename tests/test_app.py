@@ -97,6 +97,14 @@ def test_reconstruct_without_data_offers_drawing(app):
     assert "DRAW_DATA_DIR" in texts(at)
 
 
+def test_broken_data_directory_is_explained(app, tmp_path, monkeypatch):
+    monkeypatch.setenv("DRAW_DATA_DIR", str(tmp_path))  # exists, holds no MNIST
+    at = ok(app.run())
+    at.radio(key="mode").set_value("reconstruct").run()
+    assert "t10k-images-idx3-ubyte: not found" in texts(ok(at))
+    assert at.radio(key="source").options == ["Draw with the mouse", "Upload an image"]
+
+
 def test_reconstruct_test_digit(app, mnist_dir, monkeypatch):
     monkeypatch.setenv("DRAW_DATA_DIR", str(mnist_dir))
     at = ok(app.run())
