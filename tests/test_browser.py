@@ -129,6 +129,13 @@ def test_scrub_edit_and_screenshot(server, tmp_path):
         move_scrubber(page, 0.3)
         moved = scrubber_step(page)
         assert not moved.strip().endswith("8"), moved
+        page.locator(".js-plotly-plot .updatemenu-button").first.click()  # ▶ play runs on to T
+        page.wait_for_function(
+            "() => document.querySelector('.js-plotly-plot .slider-group > text.slider-label')"
+            ".textContent.trim().endsWith('= 8')",
+            timeout=10_000,
+        )
+        move_scrubber(page, 0.3)
 
         # Edit a latent: focus the first z_t slider and nudge it with the keyboard.
         slider = page.locator('[data-testid="stSlider"]').filter(has_text="z_t[").first.get_by_role("slider")
