@@ -240,6 +240,7 @@ def test_digit_ui(x_all: np.ndarray, y_all: np.ndarray) -> tuple[np.ndarray, str
         hits = np.flatnonzero(y_all == label)
         later = hits[hits > i]
         st.session_state["index"] = int(later[0] if len(later) else hits[0])
+        st.session_state["label"] = None  # so choosing the same label again goes on to the next one
         reset_edits()
 
     c1, c2 = st.sidebar.columns(2)

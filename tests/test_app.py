@@ -113,6 +113,8 @@ def test_reconstruct_test_digit(app, mnist_dir, monkeypatch):
     assert "MNIST test digit #5 (label 5)" in texts(ok(at))
     at.selectbox(key="label").set_value(3).run()
     assert ok(at).number_input(key="index").value == 13  # next 3 after #5
+    at.selectbox(key="label").set_value(3).run()
+    assert ok(at).number_input(key="index").value == 3  # no 3 after #13 among 20: wraps around
     at.selectbox(key="compare").set_value("b_noattention").run()
     ok(at)
 
