@@ -218,3 +218,16 @@ def test_scrubber_figure_has_a_frame_per_step(checkpoints):
     assert 0 not in moving and 8 not in moving  # the input images never change
     assert all(len(f.data) == len(moving) for f in fig.frames)
     assert len(figures.bar_trace_indices(fig)) == 2
+
+
+COMMITTED = Path(__file__).resolve().parent.parent / "checkpoints"
+
+
+@pytest.mark.skipif(not list(COMMITTED.glob("*/model.safetensors")), reason="no checkpoint in checkpoints/")
+def test_opens_on_the_committed_checkpoints(monkeypatch):
+    """The page as a newcomer first sees it: the repository's checkpoints, no data, no network."""
+    monkeypatch.delenv("DRAW_CHECKPOINTS", raising=False)
+    monkeypatch.delenv("DRAW_DATA_DIR", raising=False)
+    at = ok(AppTest.from_file(APP, default_timeout=TIMEOUT).run())
+    assert not at.error
+    assert set(at.selectbox(key="model").options) == {p.parent.name for p in COMMITTED.glob("*/model.safetensors")}
