@@ -412,6 +412,7 @@ def export_ui(views: list[figures.ModelView], drawing_id: str) -> None:
     t = st.session_state.get("t")
     t = T if t is None else min(int(t), T)
     pairs = [(v.trace, v.cfg) for v in views]
+    names = [v.name for v in views]
     st.caption(
         "The GIF plays steps 0…T with the read (red) and write (green) boxes; the PNG shows one step "
         "the same way. The camera icon on the figure above saves exactly what it shows."
@@ -422,7 +423,9 @@ def export_ui(views: list[figures.ModelView], drawing_id: str) -> None:
         if saved is None or saved[0] != drawing_id:
             if st.button("Make animated GIF"):
                 bar = st.progress(0.0, text="Rendering frames…")
-                gif = explore.animation_gif(pairs, progress=lambda f: bar.progress(f, text="Rendering frames…"))
+                gif = explore.animation_gif(
+                    pairs, progress=lambda f: bar.progress(f, text="Rendering frames…"), names=names
+                )
                 bar.empty()
                 saved = st.session_state["_gif"] = (drawing_id, gif)
         if saved is not None and saved[0] == drawing_id:
@@ -431,7 +434,7 @@ def export_ui(views: list[figures.ModelView], drawing_id: str) -> None:
         png_t = st.number_input("Step t of the PNG", 0, T, value=t, key=f"png_t_{t}")
         st.download_button(
             f"Download PNG of step {png_t}",
-            data=lambda: images.to_png(explore.view_image(pairs, png_t)),
+            data=lambda: images.to_png(explore.view_image(pairs, png_t, names=names)),
             file_name=f"draw_t{png_t}.png",
             mime="image/png",
             on_click="ignore",

@@ -254,9 +254,18 @@ def step_image(trace: Trace, cfg: DrawConfig, t: int, scale: int = 6) -> np.ndar
     return images.hstack([x, canvas])
 
 
-def view_image(traces: list[tuple[Trace, DrawConfig]], t: int, scale: int = 6) -> np.ndarray:
-    """Several models at step t (clamped to each one's T), one row each."""
-    return images.vstack([step_image(tr, cfg, min(t, tr.steps), scale) for tr, cfg in traces], pad=8)
+def view_image(
+    traces: list[tuple[Trace, DrawConfig]], t: int, scale: int = 6, names: list[str] | None = None
+) -> np.ndarray:
+    """Several models at step t (clamped to each one's T), one row each, each under a caption
+    with its name (when given) and the step."""
+    rows = []
+    for i, (tr, cfg) in enumerate(traces):
+        s = min(t, tr.steps)
+        img = step_image(tr, cfg, s, scale)
+        text = f"{names[i]}  t = {s}/{tr.steps}" if names else f"t = {s}/{tr.steps}"
+        rows.append(images.vstack([images.label(text, img.shape[1]), img], pad=0))
+    return images.vstack(rows, pad=8)
 
 
 def animation_gif(
@@ -264,13 +273,14 @@ def animation_gif(
     scale: int = 4,
     ms_per_frame: int = 60,
     progress: Callable[[float], None] | None = None,
+    names: list[str] | None = None,
 ) -> bytes:
     """The drawing(s) as an animated GIF, steps 0..T with the boxes drawn. `progress(fraction)` is
     called after each frame."""
     T = max(tr.steps for tr, _ in traces)
     frames = []
     for t in range(T + 1):
-        frames.append(view_image(traces, t, scale))
+        frames.append(view_image(traces, t, scale, names))
         if progress is not None:
             progress((t + 1) / (T + 1))
     return images.to_gif(frames, ms_per_frame)

@@ -183,3 +183,10 @@ def hstack(images: list[np.ndarray], pad: int = 4, fill: int = 255) -> np.ndarra
 def vstack(images: list[np.ndarray], pad: int = 4, fill: int = 255) -> np.ndarray:
     """Place images top to bottom, left-aligned, with a gap between them."""
     return hstack([i.transpose(1, 0, 2) for i in images], pad, fill).transpose(1, 0, 2)
+
+
+def label(text: str, width: int, height: int = 16) -> np.ndarray:
+    """A white strip (height, width, 3) uint8 with text in black at its left, for captions."""
+    im = Image.new("RGB", (width, height), "white")
+    ImageDraw.Draw(im).text((2, 2), text, fill="black")
+    return np.asarray(im)

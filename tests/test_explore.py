@@ -145,8 +145,9 @@ def test_exports(model, trace):
     gif = explore.animation_gif([(trace, cfg), (trace, cfg)], scale=2)
     im = Image.open(io.BytesIO(gif))
     assert im.n_frames == trace.steps + 1
-    png = explore.view_image([(trace, cfg)], 3, scale=2)
+    png = explore.view_image([(trace, cfg)], 3, scale=2, names=["tiny"])
     assert png.dtype == np.uint8 and png.ndim == 3
+    assert (png[:16] < 128).any()  # the caption strip has text
     d = json.loads(explore.trace_to_json(trace, cfg, "tiny"))
     assert d["config"] == cfg.to_dict() and d["mode"] == trace.mode
     assert np.asarray(d["canvas"]).shape == (cfg.T + 1, 28, 28)
