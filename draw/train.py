@@ -10,6 +10,11 @@ SIGTERM) stops at the end of the current step and saves; a second Ctrl-C stops a
 keeping the last save. The model is exported to --export as a safetensors checkpoint at
 each epoch's end.
 
+--init-from CHECKPOINT starts a new run directory from an exported checkpoint's weights, for
+when state.pt is gone (another machine, a fresh clone). With the checkpoint's own config, batch
+size and seed it continues that run: its epoch count, step, learning-rate schedule and history go
+on, only Adam's moment estimates start afresh. With another beta it fine-tunes from epoch 0.
+
 Runs unchanged under `torchrun --standalone --nproc_per_node K -m draw.train --run-dir ...`
 (DistributedDataParallel, gloo on CPU, nccl on CUDA; spell --run as --run-dir there, since
 torchrun's --run-path makes --run ambiguous): each rank takes every K-th image of every batch,
@@ -17,6 +22,7 @@ and only rank 0 writes the state, the exports and the progress bar.
 """
 
 import argparse
+import dataclasses
 import datetime
 import json
 import math
@@ -25,7 +31,6 @@ import signal
 import tempfile
 import threading
 import time
-from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
@@ -54,6 +59,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="directory for the resumable training state (--run-dir under torchrun, where --run is ambiguous)",
     )
     p.add_argument("--export", help="checkpoint directory written at each epoch's end")
+    p.add_argument("--init-from", help="exported checkpoint whose weights start a new run (see above)")
     p.add_argument("--train-split", choices=["train", "train+valid"], default="train+valid")
     p.add_argument(
         "--binarize",
@@ -72,7 +78,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--max-steps", type=int, default=0, help="stop after this many steps (0: no limit)")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     defaults = DrawConfig()
-    for f in fields(DrawConfig):
+    for f in dataclasses.fields(DrawConfig):
         flag = "--" + f.name.replace("_", "-")
         if f.type in (bool, "bool"):
             p.add_argument(flag, type=lambda s: s.lower() in ("1", "true", "yes"), default=f.default, metavar="BOOL")
@@ -82,7 +88,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def config_from_args(args: argparse.Namespace) -> DrawConfig:
-    return DrawConfig(**{f.name: getattr(args, f.name) for f in fields(DrawConfig)})
+    return DrawConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(DrawConfig)})
 
 
 def load_training_data(root, split: str, binarize: str, val_size: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -260,6 +266,10 @@ def _train(args, run: Path, root: Path, rank: int, world: int, device: torch.dev
         progress = state["progress"] | {"args": run_args}
         if rank == 0:
             print(f"resuming {run} at epoch {progress['epoch']}, step {progress['step']}")
+    elif args.init_from:
+        progress = init_from(model, args, cfg, device, progress)
+        if rank == 0:
+            print(f"starting {run} from {args.init_from} at epoch {progress['epoch']}, step {progress['step']}")
     net = model
     if world > 1:
         net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
@@ -325,6 +335,24 @@ def _train(args, run: Path, root: Path, rank: int, world: int, device: torch.dev
     return progress
 
 
+def init_from(model: DRAW, args, cfg: DrawConfig, device, progress: dict) -> dict:
+    """Load an exported checkpoint's weights into model; the progress the new run starts from."""
+    try:
+        source, metadata = checkpoint.load(args.init_from, device)
+    except checkpoint.CheckpointError as e:
+        raise SystemExit(f"error: --init-from: {e}") from e
+    if dataclasses.replace(source.cfg, beta=cfg.beta) != cfg:
+        raise SystemExit(f"error: --init-from {args.init_from} has config {source.cfg}, not {cfg}")
+    model.load_state_dict(source.state_dict())
+    same_run = source.cfg == cfg and all(metadata.get(k) == getattr(args, k) for k in ("batch_size", "seed"))
+    progress = progress | {"init_from": str(args.init_from)}
+    if same_run and "epochs" in metadata:
+        seconds = float(metadata.get("train_seconds", 0))
+        progress.update(epoch=metadata["epochs"], step=metadata["steps"], seconds=seconds)
+        progress["history"] = list(metadata.get("history", []))
+    return progress
+
+
 def train_step(net, optimizer, args, x, step: int, n_batches: int, stop: Stop, rank: int, world: int):
     """One Adam step on this rank's shard of batch x; returns the batch's mean loss and KL.
 
@@ -376,6 +404,8 @@ def export(model: DRAW, args: argparse.Namespace, progress: dict) -> None:
         "date": datetime.date.today().isoformat(),
         "history": progress["history"],
     }
+    if "init_from" in progress:
+        metadata["init_from"] = progress["init_from"]
     checkpoint.save(model, args.export, metadata)
 
 

@@ -240,3 +240,31 @@ def test_torchrun_two_processes_train_like_one(data, reference, tmp_path):
     assert a["progress"]["history"][0]["train_loss"] == pytest.approx(b["progress"]["history"][0]["train_loss"])
     for k, v in a["model"].items():
         torch.testing.assert_close(v, b["model"][k], rtol=1e-4, atol=1e-5)
+
+
+def test_init_from_an_export_continues_its_epochs_and_history(data, tmp_path):
+    """With state.pt gone, --init-from the exported checkpoint carries on at the next epoch."""
+    first = run_train(data, tmp_path / "a", "--epochs", 1, "--export", tmp_path / "ckpt")
+    progress = run_train(data, tmp_path / "b", "--epochs", 2, "--init-from", tmp_path / "ckpt")
+    assert progress["step"] == 2 * STEPS_PER_EPOCH
+    assert [r["epoch"] for r in progress["history"]] == [1, 2]
+    assert progress["history"][0] == first["history"][0]
+
+
+def test_init_from_with_another_beta_fine_tunes_from_epoch_zero(data, tmp_path):
+    run_train(data, tmp_path / "a", "--epochs", 1, "--export", tmp_path / "ckpt")
+    source, _ = checkpoint.load(tmp_path / "ckpt")
+    progress = run_train(
+        data, tmp_path / "b", "--epochs", 1, "--init-from", tmp_path / "ckpt", "--beta", 4, "--max-steps", 1
+    )
+    assert progress["step"] == 1 and progress["history"] == []
+    state = read_state(tmp_path / "b")["model"]
+    moved = [k for k, v in source.state_dict().items() if not torch.equal(v, state[k])]
+    assert moved, "one step from the source weights should change them"
+    assert all((v - state[k]).abs().max() < 0.1 for k, v in source.state_dict().items())
+
+
+def test_init_from_a_different_architecture_is_refused(data, tmp_path):
+    run_train(data, tmp_path / "a", "--epochs", 1, "--export", tmp_path / "ckpt")
+    with pytest.raises(SystemExit, match="has config"):
+        run_train(data, tmp_path / "b", "--init-from", tmp_path / "ckpt", "--z-size", 3)
