@@ -1,0 +1,67 @@
+"""Learning curves of exported checkpoints, from the history in their config.json, as a PNG.
+
+    python -m draw.curves checkpoints/mnist_attention_T64 checkpoints/mnist_noattention_T64 -o docs/learning_curves.png
+
+One line per checkpoint: the bound (nats) on the first 2000 'valid' images after each epoch (part
+of the training data when training on train+valid, so it tracks the fit), the measured test bound
+as a star at the last epoch, and the paper's test figures as dashed reference lines.
+"""
+
+import argparse
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no display
+import matplotlib.pyplot as plt  # noqa: E402
+
+from draw import checkpoint  # noqa: E402
+
+# Gregor et al. 2015, table 2: test NLL bound on binarized MNIST, T = 64.
+PAPER_NLL = {True: 80.97, False: 87.40}
+
+
+def plot(checkpoints: list[str], out: Path) -> None:
+    """Write the figure to out (PNG)."""
+    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=120)
+    for i, directory in enumerate(checkpoints):
+        cfg, meta = checkpoint.read_info(directory)
+        history = [r for r in meta.get("history", []) if "val_nll" in r]
+        if not history:
+            raise SystemExit(f"error: {directory} has no validation history to plot")
+        color = f"C{i}"
+        label = f"{Path(directory).name} (beta={cfg.beta:g})"
+        ax.plot([r["epoch"] for r in history], [r["val_nll"] for r in history], "-o", ms=3, color=color, label=label)
+        if "test_nll_nats" in meta:
+            ax.plot(history[-1]["epoch"], meta["test_nll_nats"], "*", ms=12, color=color)
+            ax.annotate(f"test {meta['test_nll_nats']:.2f}", (history[-1]["epoch"], meta["test_nll_nats"]),
+                        textcoords="offset points", xytext=(6, 6), color=color, fontsize=8)  # fmt: skip
+    for attention, nll in PAPER_NLL.items():
+        ax.axhline(nll, ls="--", lw=0.8, color="grey")
+        ax.annotate(f"paper, {'attention' if attention else 'no attention'}: {nll}", (0.5, nll),
+                    xycoords=("axes fraction", "data"), textcoords="offset points", xytext=(0, 3),
+                    fontsize=8, color="grey", ha="center")  # fmt: skip
+    ax.set(xlabel="epoch", ylabel="NLL bound, nats", title="DRAW, binarized MNIST: 2000 valid images, ★ full test set")
+    ax.set_ylim(top=min(ax.get_ylim()[1], 130))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out)
+    plt.close(fig)
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("checkpoints", nargs="+", help="checkpoint directories")
+    p.add_argument("-o", "--out", type=Path, default=Path("docs/learning_curves.png"))
+    args = p.parse_args(argv)
+    try:
+        plot(args.checkpoints, args.out)
+    except checkpoint.CheckpointError as e:
+        raise SystemExit(f"error: {e}") from e
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
