@@ -15,6 +15,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `streamlit ru
 
 import numpy as np  # noqa: E402
 import streamlit as st  # noqa: E402
+import torch  # noqa: E402
 
 from app import figures  # noqa: E402
 from app.sketch import sketch_ui  # noqa: E402
@@ -27,8 +28,14 @@ NOTHING = "(nothing)"  # the compare box's "no second model"; None would read "C
 EDIT_DIMS_DEFAULT = 2
 TRAVERSAL_DIMS_DEFAULT = 5
 
+# The page runs batch-1 traces: one thread each. A second thread per op made them several times
+# slower on a 2-core machine with other work running (see benchmarks/results.md).
+torch.set_num_threads(1)
+
 
 # ---- cached work (keyed by plain values; nothing returned is mutated) ---------------------------
+# Traces and figures are kept with st.cache_resource: shared read-only, never copied. st.cache_data
+# would pickle each one when stored and unpickle a copy on every rerun that reads it.
 
 
 @st.cache_resource(show_spinner="Loading checkpoint…", max_entries=16)
@@ -51,24 +58,32 @@ def load_test_digits(root: str):
         return None, None, str(e)
 
 
-@st.cache_data(max_entries=64, show_spinner=False)
+@st.cache_resource(max_entries=32, show_spinner=False)
 def cached_trace(path: str, version: float, mode: str, seed: int, x: np.ndarray | None):
     model, _ = load_model(path, version)
     return explore.make_trace(model, mode, seed, x)
 
 
-@st.cache_data(max_entries=64, show_spinner=False)
+@st.cache_resource(max_entries=32, show_spinner=False)
 def cached_edit(path: str, version: float, mode: str, seed: int, x: np.ndarray | None, edit: tuple):
     model, _ = load_model(path, version)
     trace = cached_trace(path, version, mode, seed, x)
     return explore.apply_edit(model, trace, Edit(*edit))
 
 
-@st.cache_data(max_entries=32, show_spinner=False)
+@st.cache_resource(max_entries=16, show_spinner=False)
 def cached_traversal(path: str, version: float, mode: str, seed: int, x: np.ndarray | None, zt, dims, closed):
     model, _ = load_model(path, version)
     trace = cached_trace(path, version, mode, seed, x)
     return explore.traversal(model, trace, zt, list(dims), closed_loop=closed)
+
+
+@st.cache_resource(max_entries=8, show_spinner=False)
+def scrubber_figure(drawing_id: str, t0: int, trail: bool, _views: tuple):
+    """The scrubber of one drawing (identified by drawing_id), built once: a latent edit or another
+    tab reruns the page without rebuilding its T + 1 frames. Shared read-only: st.plotly_chart
+    serialises a copy."""
+    return figures.scrubber(list(_views), t0, trail)
 
 
 # ---- state: URL <-> session ---------------------------------------------------------------------
@@ -274,11 +289,11 @@ def converted(convert, where, name: str) -> tuple[np.ndarray | None, str]:
 # ---- main view ----------------------------------------------------------------------------------
 
 
-def scrubber_ui(views: list[figures.ModelView], trail: bool) -> None:
+def scrubber_ui(views: list[figures.ModelView], trail: bool, drawing_id: str) -> None:
     T = max(v.T for v in views)
     t = st.session_state.get("t")
     t0 = T if t is None else min(int(t), T)
-    fig = figures.scrubber(views, t0, trail)
+    fig = scrubber_figure(drawing_id, t0, trail, tuple(views))
     event = st.plotly_chart(
         fig,
         key="scrubber",
@@ -376,11 +391,13 @@ def edit_ui(view: figures.ModelView, run_edit) -> None:
         st.caption("Move a slider or press *Resample z_t* to edit; the difference then shows what changed.")
     else:
         st.caption(f"{note}{len(moved)} dimension(s) moved; mean |difference| = {np.abs(after - before).mean():.4f}")
-    with st.expander("Scrub the edited drawing"):
-        st.plotly_chart(
-            figures.scrubber([figures.ModelView(f"{view.name} (edited)", view.cfg, edited)], T),
-            key="edit_scrubber",
-        )
+    scrub = st.expander("Scrub the edited drawing", key="edit_scrub_open", on_change="rerun")
+    if scrub.open:  # built only when open: T + 1 frames of a drawing that each edit replaces
+        with scrub:
+            st.plotly_chart(
+                figures.scrubber([figures.ModelView(f"{view.name} (edited)", view.cfg, edited)], T),
+                key="edit_scrubber",
+            )
 
 
 def traversal_ui(view: figures.ModelView, run_traversal) -> None:
@@ -491,12 +508,15 @@ def main() -> None:
         return
 
     seed = int(st.session_state["seed"])
-    views = []
+    keys = {}  # model name -> the arguments of its cached trace
+    for n in [name, compare] if compare else [name]:
+        e, _ = usable[n]
+        keys[n] = (str(e.path), explore.weights_version(e), mode, seed, x)
     with st.spinner("Drawing…"):
-        for n in [name, compare] if compare else [name]:
-            e, _ = usable[n]
-            trace = cached_trace(str(e.path), explore.weights_version(e), mode, seed, x)
-            views.append(figures.ModelView(n, e.cfg, trace))
+        views = [figures.ModelView(n, usable[n][0].cfg, cached_trace(*k)) for n, k in keys.items()]
+    drawing_id = hashlib.sha1(
+        repr([k[:4] for k in keys.values()]).encode() + (b"" if x is None else x.tobytes())
+    ).hexdigest()
 
     if mode == "reconstruct":
         nll = ", ".join(
@@ -509,10 +529,14 @@ def main() -> None:
             f"Generating from the prior with seed **{seed}**: there is no input, so the encoder and its read "
             "window are idle and only the canvas and the write window are shown."
         )
-    scrubber_ui(views, trail)
+    scrubber_ui(views, trail, drawing_id)
+    tabs_ui(views, keys[name], drawing_id)
 
-    primary = usable[name][0]
-    key = (str(primary.path), explore.weights_version(primary), mode, seed, x)
+
+@st.fragment
+def tabs_ui(views: list[figures.ModelView], key: tuple, drawing_id: str) -> None:
+    """Edits, traversal, KL heatmap and exports of the first model. A fragment: in the browser a
+    change in here reruns only this part of the page, never the scrubber above it."""
     tab_edit, tab_trav, tab_kl, tab_export = st.tabs(["Edit latents", "Latent traversal", "KL heatmap", "Export"])
     with tab_edit:
         edit_ui(views[0], lambda edit: cached_edit(*key, (edit.step, edit.values, edit.resample, edit.closed_loop)))
@@ -521,7 +545,6 @@ def main() -> None:
     with tab_kl:
         kl_ui(views)
     with tab_export:
-        drawing_id = hashlib.sha1(repr((key[:4], compare)).encode() + (b"" if x is None else x.tobytes())).hexdigest()
         export_ui(views, drawing_id)
     st.query_params.from_dict(explore.state_to_params(current_state()))
 

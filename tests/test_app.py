@@ -4,6 +4,7 @@ Tiny random checkpoints and a fake MNIST directory in tmp_path: these check that
 and reacts, never what a trained model draws.
 """
 
+import base64
 import io
 import struct
 from pathlib import Path
@@ -12,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image, ImageDraw
+from plotly.subplots import make_subplots
 from streamlit.testing.v1 import AppTest
 
 from app import figures
@@ -152,6 +154,21 @@ def test_latent_edit_resample_reset(app):
     assert "edits" not in ok(at).query_params and "resample" not in at.query_params
 
 
+def test_a_latent_edit_reuses_the_scrubber(app, monkeypatch):
+    """The scrubber's frames are built once per drawing; the edited drawing's only when asked for."""
+    built = []
+    scrubber = figures.scrubber
+    monkeypatch.setattr(figures, "scrubber", lambda *a, **k: built.append(a) or scrubber(*a, **k))
+    at = ok(app.run())
+    before = len(built)  # 0 or 1: the cache outlives an AppTest
+    d = at.multiselect(key="edit_dims").value[0]
+    at.slider(key=f"edit_v_{d}").set_value(1.5).run()
+    assert "1 dimension(s) moved" in texts(ok(at)) and len(built) == before
+    at.session_state["edit_scrub_open"] = True  # open "Scrub the edited drawing"
+    ok(at.run())
+    assert len(built) == before + 1 and built[-1][0][0].name.endswith("(edited)")
+
+
 def test_closed_loop_edit_in_reconstruct(app, mnist_dir, monkeypatch):
     monkeypatch.setenv("DRAW_DATA_DIR", str(mnist_dir))
     at = ok(app.run())
@@ -218,6 +235,43 @@ def test_scrubber_figure_has_a_frame_per_step(checkpoints):
     assert 0 not in moving and 8 not in moving  # the input images never change
     assert all(len(f.data) == len(moving) for f in fig.frames)
     assert len(figures.bar_trace_indices(fig)) == 2
+
+
+def typed(spec: dict) -> np.ndarray:
+    """A plotly.js typed array back as numpy."""
+    a = np.frombuffer(base64.b64decode(spec["bdata"]), np.float32)
+    return a.reshape([int(n) for n in spec["shape"].split(",")]) if "shape" in spec else a
+
+
+def test_scrubber_frames_hold_the_trace(checkpoints):
+    model, _ = checkpoint.load(checkpoints / "a_attention")
+    trace = explore.make_trace(model, "generate", 0)
+    fig = figures.scrubber([figures.ModelView("a", model.cfg, trace)], t0=8).to_plotly_json()
+    geo = explore.windows(trace, model.cfg)
+    for t in (0, 3, 8):
+        canvas, box, _, patch, marker = fig["frames"][t]["data"]
+        np.testing.assert_array_equal(typed(canvas["z"]), trace.canvas_prob[0, t].numpy())
+        if t:
+            x0, y0, x1, y1 = geo.write_box[t - 1]
+            np.testing.assert_allclose(typed(box["x"]), [x0, x1, x1, x0, x0])
+            np.testing.assert_allclose(typed(box["y"]), [y0, y0, y1, y1, y0])
+            np.testing.assert_array_equal(typed(patch["z"]), trace.write_patch[0, t - 1].numpy())
+        assert list(marker["x"]) == [t, t]
+    assert np.isnan(typed(fig["frames"][0]["data"][1]["x"])).all()  # no write box before step 1
+
+
+@pytest.mark.parametrize("n", [1, 3, 4])
+@pytest.mark.parametrize("spacing", [0.03, 0.14])
+def test_row_layout_matches_make_subplots(n, spacing):
+    titles = [f"panel {i}" for i in range(n)]
+    ours = figures._row_layout(titles, spacing)
+    theirs = make_subplots(rows=1, cols=n, subplot_titles=titles, horizontal_spacing=spacing).layout.to_plotly_json()
+    for k in range(1, n + 1):
+        for axis in (figures._axis(k, "x"), figures._axis(k, "y")):
+            assert ours[axis]["anchor"] == theirs[axis]["anchor"]
+            np.testing.assert_allclose(ours[axis]["domain"], theirs[axis]["domain"])
+    for a, b in zip(ours["annotations"], theirs["annotations"], strict=True):
+        assert a.pop("x") == pytest.approx(b.pop("x")) and a == b
 
 
 COMMITTED = Path(__file__).resolve().parent.parent / "checkpoints"

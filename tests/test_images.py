@@ -144,7 +144,15 @@ def test_any_image_converts_or_fails_cleanly(arr, mode, fmt):
 
 
 @settings(max_examples=40, deadline=None)
-@given(ink=arrays(np.float32, st.tuples(st.integers(1, 60), st.integers(1, 60)), elements=st.floats(0, 1, width=32)))
+# No subnormal values: they are not ink, and a trace run earlier in this process flushes them to zero
+# (draw.model.flush_subnormals), which hypothesis refuses to generate under.
+@given(
+    ink=arrays(
+        np.float32,
+        st.tuples(st.integers(1, 60), st.integers(1, 60)),
+        elements=st.floats(0, 1, width=32, allow_subnormal=False),
+    )
+)
 def test_to_mnist_properties(ink):
     try:
         x = images.to_mnist(ink)
