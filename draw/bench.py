@@ -259,10 +259,10 @@ for w in list(at.slider) + list(at.number_input):
 if edit is None:
     print(json.dumps({"error": "no latent-edit widget found"})); sys.exit()
 lo, hi = float(getattr(edit, "min", -3.0) or -3.0), float(getattr(edit, "max", 3.0) or 3.0)
-times = []
-for i in range(int(sys.argv[2])):
-    value = lo + (hi - lo) * ((i % 7) + 1) / 8
-    edit.set_value(round(value, 2))
+runs, times = int(sys.argv[2]), []
+for i in range(runs):
+    value = lo + (hi - lo) * (i + 1) / (runs + 1)  # a new value every run: no edit is served from a cache
+    edit.set_value(round(value, 1))
     t0 = time.perf_counter()
     at.run()
     times.append(time.perf_counter() - t0)
