@@ -31,6 +31,7 @@ TRAVERSAL_DIMS_DEFAULT = 5
 # The page runs batch-1 traces: one thread each. A second thread per op made them several times
 # slower on a 2-core machine with other work running (see benchmarks/results.md).
 torch.set_num_threads(1)
+torch.set_flush_denormal(True)  # subnormal filter tails are slow and make no difference (see draw/train.py)
 
 
 # ---- cached work (keyed by plain values; nothing returned is mutated) ---------------------------

@@ -2,10 +2,6 @@
 
 Pure functions on tensors. Pixel coordinates follow the paper: column a = 1..A, row b = 1..B,
 so a window with delta = 1 centred at ((A+1)/2, (B+1)/2) with N = A puts filter i on pixel i.
-
-The model computes several windows at once (the write window of step t and the read window of
-step t + 1 come from the same h_dec_t): `window_params` and `filters` take K windows of N_k
-filters each and build all of their filters in one set of ops.
 """
 
 import functools
@@ -28,80 +24,60 @@ class AttentionParams(NamedTuple):
     gamma: torch.Tensor  # intensity (read multiplies by it, write divides by it)
 
 
-# The constant tensors below are cached per shape and built outside inference_mode, so that
-# training can save them for backward.
-
-
 @functools.cache
-def _affine(ns: tuple[int, ...], height: int, width: int, dtype, device) -> torch.Tensor:
-    """Scale and shift (2, K, 5) taking each window's raw outputs to (gX, gY, log sigma^2, log delta,
-    log gamma): g = (size + 1) / 2 * (g~ + 1) and log delta = log delta~ + log((max(A, B) - 1) / (N - 1))."""
+def _affine(n: int, height: int, width: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """Scale and shift (2, 5) taking the raw outputs to (gX, gY, log sigma^2, log delta, log gamma):
+    g = (size + 1) / 2 * (g~ + 1) and log delta = log delta~ + log((max(A, B) - 1) / (N - 1)).
+    Cached per shape; built outside inference_mode so that training can save it for backward."""
     with torch.inference_mode(False):
         cx, cy = (width + 1) / 2, (height + 1) / 2
-        rows = [([cx, cy, 1, 1, 1], [cx, cy, 0, math.log((max(width, height) - 1) / (n - 1)), 0]) for n in ns]
-        return torch.tensor(rows, dtype=dtype, device=device).transpose(0, 1).contiguous()
-
-
-@functools.cache
-def _filter_layout(ns: tuple[int, ...], dtype, device) -> tuple[torch.Tensor, torch.Tensor]:
-    """For the filters of K windows laid end to end: the window of each filter (F,), and its offset
-    i - N/2 - 0.5 for i = 1..N (F, 1), F = sum N_k."""
-    with torch.inference_mode(False):
-        window = torch.cat([torch.full((n,), k, device=device) for k, n in enumerate(ns)])
-        offset = torch.cat([torch.arange(1, n + 1, dtype=dtype, device=device) - n / 2 - 0.5 for n in ns])
-        return window, offset[:, None]
-
-
-@functools.cache
-def _pixels(height: int, width: int, dtype, device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Pixel coordinates 1..S, S = max(A, B), for the x and y axes (2, S), and a mask (2, S) that is
-    1 on each axis's own pixels and 0 past them."""
-    size = max(height, width)
-    with torch.inference_mode(False):
-        pixels = torch.arange(1, size + 1, dtype=dtype, device=device).expand(2, size)
-        inside = (pixels <= torch.tensor([[width], [height]], device=device)).to(dtype)
-        return pixels, inside
-
-
-def window_params(raw: torch.Tensor, ns: tuple[int, ...], height: int, width: int) -> torch.Tensor:
-    """Raw linear outputs (g~X, g~Y, log sigma^2, log delta~, log gamma) of K windows (B, K, 5) ->
-    (gX, gY, sigma^2, delta, gamma) in pixel units (B, K, 5)."""
-    scale, shift = _affine(ns, height, width, raw.dtype, raw.device)
-    v = torch.addcmul(shift, raw, scale)  # one op for the whole affine map
-    return torch.cat([v[..., :2], v[..., 2:].exp()], dim=-1)
+        log_stride = math.log((max(width, height) - 1) / (n - 1))
+        return torch.tensor([[cx, cy, 1, 1, 1], [cx, cy, 0, log_stride, 0]], dtype=dtype, device=device)
 
 
 def attention_params(raw: torch.Tensor, n: int, height: int, width: int) -> AttentionParams:
-    """One window from its raw linear outputs (B, 5)."""
-    return AttentionParams(*window_params(raw[:, None], (n,), height, width)[:, 0].unbind(-1))
+    """Map the linear output (g~X, g~Y, log sigma^2, log delta~, log gamma) of shape (B, 5)."""
+    scale, shift = _affine(n, height, width, raw.dtype, raw.device)
+    v = torch.addcmul(shift, raw, scale)  # one op for the whole affine map, (B, 5)
+    sigma2, delta, gamma = v[:, 2:].exp().unbind(-1)
+    return AttentionParams(v[:, 0], v[:, 1], sigma2, delta, gamma)
+
+
+@functools.cache
+def _offsets(n: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """i - N/2 - 0.5 for i = 1..N, (N,). Cached like `_affine`."""
+    with torch.inference_mode(False):
+        return torch.arange(1, n + 1, dtype=dtype, device=device) - n / 2 - 0.5
+
+
+@functools.cache
+def _pixels(height: int, width: int, dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pixel coordinates 1..S, S = max(A, B), for the x and y axes (2, 1, S), and a mask (2, 1, S)
+    that is 1 on each axis's own pixels and 0 past them. Cached like `_affine`."""
+    size = max(height, width)
+    with torch.inference_mode(False):
+        pixels = torch.arange(1, size + 1, dtype=dtype, device=device).expand(2, 1, size)
+        inside = (pixels <= torch.tensor([width, height], device=device)[:, None, None]).to(dtype)
+        return pixels, inside
 
 
 def filter_centres(centre: torch.Tensor, delta: torch.Tensor, n: int) -> torch.Tensor:
     """mu^i = g + (i - N/2 - 0.5) * delta for i = 1..N. centre, delta (...) -> (..., N)."""
-    offset = _filter_layout((n,), centre.dtype, centre.device)[1][:, 0]
-    return torch.addcmul(centre[..., None], offset, delta[..., None])
-
-
-def filters(v: torch.Tensor, ns: tuple[int, ...], height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Filterbanks F_X (B, F, A) and F_Y (B, F, B) of K windows v (B, K, 5), their N_k rows each
-    laid end to end (F = sum N_k), every row summing to 1:
-        F[i, a] = exp(-(a - mu^i)^2 / (2 sigma^2)) / Z_i,  mu^i = g + (i - N/2 - 0.5) * delta.
-    Both axes in one broadcasted expression over pixels 1..max(A, B); on the shorter axis the
-    columns past its size are zeroed before normalising and then dropped."""
-    window, offset = _filter_layout(ns, v.dtype, v.device)
-    pixels, inside = _pixels(height, width, v.dtype, v.device)
-    per_filter = v[:, window]  # (B, F, 5)
-    mu = torch.addcmul(per_filter[..., :2], offset, per_filter[..., 3:4])  # (B, F, 2): x and y centres
-    f = torch.exp((pixels - mu[..., None]).square() / (-2 * per_filter[..., 2, None, None]))  # (B, F, 2, S)
-    if height != width:
-        f = f * inside
-    f = f / f.sum(-1, keepdim=True).clamp_min(FILTER_EPS)
-    return f[:, :, 0, :width], f[:, :, 1, :height]
+    return torch.addcmul(centre[..., None], _offsets(n, centre.dtype, centre.device), delta[..., None])
 
 
 def filterbank(p: AttentionParams, n: int, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """F_X (B, N, A) and F_Y (B, N, B) of one window."""
-    return filters(torch.stack(p, dim=-1)[:, None], (n,), height, width)
+    """Horizontal and vertical filterbanks F_X (B, N, A) and F_Y (B, N, B), rows summing to 1.
+
+    Both axes in one broadcasted expression over pixels 1..max(A, B); on the shorter axis the
+    columns past its size are zeroed before normalising and then dropped."""
+    pixels, inside = _pixels(height, width, p.gx.dtype, p.gx.device)  # (2, 1, S)
+    mu = filter_centres(torch.stack([p.gx, p.gy], dim=1), p.delta[:, None], n)  # (B, 2, N)
+    f = torch.exp((pixels - mu[..., None]).square() / (-2 * p.sigma2)[:, None, None, None])  # (B, 2, N, S)
+    if height != width:
+        f = f * inside
+    f = f / f.sum(-1, keepdim=True).clamp_min(FILTER_EPS)
+    return f[:, 0, :, :width], f[:, 1, :, :height]
 
 
 def read(images: torch.Tensor, fx: torch.Tensor, fy: torch.Tensor, gamma: torch.Tensor) -> torch.Tensor:
@@ -112,7 +88,7 @@ def read(images: torch.Tensor, fx: torch.Tensor, fy: torch.Tensor, gamma: torch.
 
 def write(patch: torch.Tensor, fx: torch.Tensor, fy: torch.Tensor, gamma: torch.Tensor) -> torch.Tensor:
     """(1 / gamma) * F_Y^T w F_X. patch (B, N, N) -> canvas update (B, H, W)."""
-    return fy.transpose(-1, -2) @ (patch / gamma[:, None, None]) @ fx
+    return (fy.transpose(-1, -2) @ patch @ fx) / gamma[:, None, None]
 
 
 def box(p: AttentionParams, n: int) -> torch.Tensor:

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 
 from draw import checkpoint
 from draw.config import DrawConfig
-from draw.model import DRAW, flush_subnormals
+from draw.model import DRAW
 from draw.trace import Trace, reconstruct, redecode
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -396,41 +396,6 @@ def bench_training(model: DRAW, steps: int, batch: int = 128) -> Row:
     )
 
 
-def bench_training_compiled(model: DRAW, steps: int, batch: int = 128) -> Row:
-    """As bench_training, with the project's step compiled (DRAW.compile_step); compiling is timed apart."""
-    name = f"training, batch {batch}, step compiled with torch.compile (images/s, median of {steps} steps)"
-    c = model.cfg
-    g = torch.Generator().manual_seed(0)
-    x = (torch.rand(batch, c.height, c.width, generator=g) > 0.7).float()
-    noise = torch.randn(batch, c.T, c.z_size, generator=g)
-    ref_m, ours_m = copy.deepcopy(model).train(), copy.deepcopy(model).train().compile_step()
-    ref_opt, ours_opt = (torch.optim.Adam(m.parameters(), lr=1e-3) for m in (ref_m, ours_m))
-    with torch.no_grad():
-        ref_loss = plain_loss(ref_m, x, noise).item()
-    try:
-        t0 = time.perf_counter()
-        rel = abs(train_step(ours_m, ours_opt, x, noise, plain=False) - ref_loss) / abs(ref_loss)
-        compile_s = time.perf_counter() - t0
-    except Exception as e:  # no C++ compiler, or inductor cannot handle this platform
-        return Row(name, "-", f"compile failed: {type(e).__name__}", "-", ">= 1.5x", "-")
-    ref, ours = side_by_side(
-        lambda: train_step(ref_m, ref_opt, x, noise, plain=True),
-        lambda: train_step(ours_m, ours_opt, x, noise, plain=False),
-        steps,
-        warmup=1,
-    )
-    r, o = batch / statistics.median(ref), batch / statistics.median(ours)
-    return Row(
-        name,
-        f"{r:.0f}",
-        f"{o:.0f}",
-        f"{o / r:.2f}x",
-        ">= 1.5x, loss within 1e-4",
-        "yes" if o / r >= 1.5 and rel <= 1e-4 else "no",
-        f"first step, compiling, {compile_s:.0f} s; its loss vs the reference's rel. {rel:.1e}",
-    )
-
-
 def bench_app(runs: int) -> Row:
     name = f"app rerun after a latent edit (AppTest, median of {runs})"
     if not APP.is_file():
@@ -499,7 +464,7 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    flush_subnormals()  # the project sets it on its first call; the reference gets it from the start too
+    torch.set_flush_denormal(True)  # as the CLIs and the app do; for the reference too
     if args.quick:
         args.runs, args.train_steps, args.app_runs = 5, 1, 3
     model, source = load_model(args.checkpoint)
@@ -509,13 +474,10 @@ def main(argv=None) -> None:
         lambda: bench_trace(model, args.runs),
         lambda: bench_traversal(model, max(20, args.runs // 2) if not args.quick else 5),
         lambda: bench_training(model, args.train_steps),
-        lambda: bench_training_compiled(model, args.train_steps) if not args.quick else None,
         lambda: bench_app(args.app_runs),
         lambda: bench_memory(args.checkpoint),
     ):
         row = bench()
-        if row is None:
-            continue
         rows.append(row)
         print(
             f"{row.name}: reference {row.reference} | project {row.ours} | {row.ratio} | met: {row.met} | {row.check}"

@@ -60,6 +60,7 @@ def main(argv=None) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--record", action="store_true", help="write the results into the checkpoint's config.json")
     args = p.parse_args(argv)
+    torch.set_flush_denormal(True)  # subnormal filter tails are slow and make no difference (see train.py)
 
     root = data_dir(args.data_dir)
     if root is None:

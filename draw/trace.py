@@ -11,7 +11,7 @@ import torch
 
 from draw import attention
 from draw.attention import AttentionParams
-from draw.model import DRAW, bernoulli_nll, flush_subnormals, gaussian_kl
+from draw.model import DRAW, bernoulli_nll, gaussian_kl
 
 
 @dataclass(frozen=True)
@@ -174,60 +174,63 @@ def _unroll(
     resumes from the states trace recorded after step s0 - 1; None starts from scratch (s0 = 0),
     and the returned arrays of states and canvases then include index 0."""
     c = model.cfg
-    flush_subnormals()
-    # With every latent given (open loop), the decoder does not depend on the encoder: draw first,
-    # then run the encoder over the drawing (DRAW.encode_given), most of it in batched products.
-    encode_after = x is not None and infer_after >= c.T - 1
-    reader = None if encode_after else x
-    w = model.step_weights(encoder=reader is not None)
+    B = eps.shape[0]
     if start is None:
-        s0, first = 0, model.initial_state(w, eps.shape[0])
+        s0 = 0
+        enc, dec, canvas, head_out = model.initial_state(B)
+        states = [(enc, dec, canvas)]
     else:
         base, s0 = start
-        enc, dec = (base.h_enc[:, s0], base.c_enc[:, s0]), (base.h_dec[:, s0], base.c_dec[:, s0])
-        first = model.state(w, enc, dec, base.canvas[:, s0])
-    states, outs = [first], []
+        enc = (base.h_enc[:, s0], base.c_enc[:, s0])
+        dec = (base.h_dec[:, s0], base.c_dec[:, s0])
+        canvas = base.canvas[:, s0]
+        head_out = model.head(dec[0])
+        states = []  # index s0 is already in base
+
+    rec = {k: [] for k in ("read", "glimpse", "mu", "logvar", "z", "write", "patch")}
+    zeros = eps.new_zeros(B, c.z_size)
     for s in range(s0, c.T):
-        state, out = model.step(w, states[-1], reader, eps[:, s], None if s > infer_after else z[:, s])
-        states.append(state)
-        outs.append(out)
+        mu = logvar = zeros
+        if x is not None:
+            glimpse, read_window = model.read(x, x - torch.sigmoid(canvas), head_out)
+            mu, logvar, enc = model.encode(glimpse.flatten(1), dec[0], enc)
+            rec["glimpse"].append(glimpse)
+        else:
+            read_window = model.read_window(head_out) if c.attention else None
+        z_s = mu + torch.exp(0.5 * logvar) * eps[:, s] if s > infer_after else z[:, s]
+        dec, head_out = model.decode(z_s, dec)
+        update, patch, write_window = model.write(head_out)
+        canvas = canvas + update
+        states.append((enc, dec, canvas))
+        rec["read"].append(read_window)
+        rec["mu"].append(mu)
+        rec["logvar"].append(logvar)
+        rec["z"].append(z_s)
+        rec["write"].append(write_window)
+        rec["patch"].append(patch)
 
     def stack(xs):
         return torch.stack(xs, dim=1)
 
-    def windows(v):  # (B, n, 5) -> AttentionParams of (B, n)
-        return AttentionParams(*v.unbind(-1))
+    def windows(ps):
+        return None if ps[0] is None else AttentionParams(*(stack(list(v)) for v in zip(*ps, strict=True)))
 
-    kept = states if start is None else states[1:]  # index s0 is already in base
-    h_enc, c_enc = stack([s.h_enc for s in kept]), stack([s.c_enc for s in kept])
-    mu = logvar = eps.new_zeros(eps.shape[0], c.T - s0, c.z_size)
-    glimpse = None
-    if encode_after:
-        glimpse, mu, logvar, h, cs = model.encode_given(x, states, (first.h_enc, first.c_enc))
-        h_enc, c_enc = (torch.cat([a[:, :1], b], dim=1) if start is None else b for a, b in ((h_enc, h), (c_enc, cs)))
-    elif x is not None:
-        glimpse = stack([o.glimpse for o in outs])
-        mu, logvar = stack([o.mu for o in outs]), stack([o.logvar for o in outs])
-    if c.attention:
-        v = stack([s.windows for s in states])  # (B, steps + 1, 2, 5)
-        read_window, write_window = windows(v[:, :-1, 1]), windows(v[:, 1:, 0])
-    else:
-        read_window = write_window = None
+    mu, logvar = stack(rec["mu"]), stack(rec["logvar"])
     return Trace(
         mode="generate" if x is None else "reconstruct",
         x=x,
-        canvas=stack([s.canvas for s in kept]),
-        read_window=read_window,
-        write_window=write_window,
-        read_glimpse=glimpse,
-        write_patch=stack([o.patch for o in outs]),
+        canvas=stack([s[2] for s in states]),
+        read_window=windows(rec["read"]),
+        write_window=windows(rec["write"]),
+        read_glimpse=stack(rec["glimpse"]) if x is not None else None,
+        write_patch=stack(rec["patch"]),
         mu=mu,
         logvar=logvar,
         eps=eps[:, s0:],
-        z=stack([o.z for o in outs]),
+        z=stack(rec["z"]),
         kl=gaussian_kl(mu, logvar),
-        h_enc=h_enc,
-        c_enc=c_enc,
-        h_dec=stack([s.h_dec for s in kept]),
-        c_dec=stack([s.c_dec for s in kept]),
+        h_enc=stack([s[0][0] for s in states]),
+        c_enc=stack([s[0][1] for s in states]),
+        h_dec=stack([s[1][0] for s in states]),
+        c_dec=stack([s[1][1] for s in states]),
     )

@@ -144,8 +144,8 @@ def test_any_image_converts_or_fails_cleanly(arr, mode, fmt):
 
 
 @settings(max_examples=40, deadline=None)
-# No subnormal values: they are not ink, and a trace run earlier in this process flushes them to zero
-# (draw.model.flush_subnormals), which hypothesis refuses to generate under.
+# No subnormal values: they are not ink, and code run earlier in this process may flush them to zero
+# (torch.set_flush_denormal, as the app and the CLIs do), which hypothesis refuses to generate under.
 @given(
     ink=arrays(
         np.float32,

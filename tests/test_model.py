@@ -3,7 +3,6 @@
 import pytest
 import torch
 
-from draw.bench import plain_unroll
 from draw.config import DrawConfig
 from draw.model import DRAW, bernoulli_nll, gaussian_kl
 
@@ -85,28 +84,32 @@ def test_gradcheck_full_model(attention):
 
 
 def test_importance_weight_terms():
-    """log p(z) - log q(z|x) summed over steps, checked against torch.distributions on the
-    benchmark's plain per-step loop."""
+    """log p(z) - log q(z|x) summed over steps, checked against torch.distributions."""
     torch.manual_seed(0)
     model = DRAW(DrawConfig(**SMALL))
     x = torch.rand(2, 9, 10)
     noise = torch.randn(2, 4, 3)
     out = model(x, noise)
-    with torch.no_grad():
-        ref = plain_unroll(model, x, noise)
+    # recover mu, sigma step by step through the public step functions
+    enc, dec, canvas, head_out = model.initial_state(2)
     expected = torch.zeros(2)
-    for mu, logvar, z in zip(ref["mu"], ref["logvar"], ref["z"], strict=True):
+    for t in range(4):
+        glimpse, _ = model.read(x, x - torch.sigmoid(canvas), head_out)
+        mu, logvar, enc = model.encode(glimpse.flatten(1), dec[0], enc)
+        z = mu + torch.exp(0.5 * logvar) * noise[:, t]
         q = torch.distributions.Normal(mu, torch.exp(0.5 * logvar))
         expected += (torch.distributions.Normal(0.0, 1.0).log_prob(z) - q.log_prob(z)).sum(1)
+        dec, head_out = model.decode(z, dec)
+        canvas = canvas + model.write(head_out)[0]
     torch.testing.assert_close(out.log_pz_qz, expected)
 
 
 def test_initial_windows_cover_the_image():
     model = DRAW(DrawConfig())
-    windows = model.initial_state(model.step_weights(), 1).windows  # write window 1, read window 1
-    for (gx, gy, _, delta, _), n in zip(windows[0], (5, 2), strict=True):
-        assert gx.item() == pytest.approx(14.5) and gy.item() == pytest.approx(14.5)
-        assert delta.item() * (n - 1) == pytest.approx(27 / 2)
+    _, _, _, head_out = model.initial_state(1)
+    for window, n in ((model.read_window(head_out), 2), (model.write_window(head_out), 5)):
+        assert window.gx.item() == pytest.approx(14.5) and window.gy.item() == pytest.approx(14.5)
+        assert window.delta.item() * (n - 1) == pytest.approx(27 / 2)
 
 
 def test_config_rejects_bad_values():
