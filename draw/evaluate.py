@@ -4,7 +4,8 @@
 
 Prints the bound -ELBO = E_q[-log p(x|z)] + sum_t KL_t in nats (beta = 1, whatever beta the
 model was trained with), averaged over all test images, and optionally the tighter
-importance-weighted estimate -log 1/k sum_i p(x, z_i) / q(z_i | x) (Burda et al. 2016).
+importance-weighted estimate -log 1/k sum_i p(x, z_i) / q(z_i | x) (Burda et al. 2016), and how
+many latents z_t,d are active (their posterior mean varies across images).
 --record writes the figures into the checkpoint's config.json.
 """
 
@@ -18,6 +19,7 @@ from tqdm import tqdm
 from draw import checkpoint
 from draw.data import DataError, data_dir, load_binarized_mnist
 from draw.model import DRAW
+from draw.trace import reconstruct
 
 
 @torch.inference_mode()
@@ -50,6 +52,19 @@ def iw_nll(model: DRAW, images: torch.Tensor, k: int, batch_size: int = 500, see
     return total / len(images)
 
 
+@torch.inference_mode()
+def active_units(model: DRAW, images: torch.Tensor, batch_size: int = 500, threshold: float = 0.01) -> torch.Tensor:
+    """Which latents the model uses (Burda et al. 2016): Var over images of E_q[z_t,d | x] > threshold.
+    Returns a bool (T, Z). Unused ones sit at the prior and change nothing when edited."""
+    device = model.head.weight.device
+    total = total_sq = 0.0
+    for i in tqdm(range(0, len(images), batch_size), desc="active units", leave=False):
+        mu = reconstruct(model, images[i : i + batch_size].to(device)).mu.double()  # (B, T, Z)
+        total, total_sq = total + mu.sum(0), total_sq + (mu**2).sum(0)
+    mean = total / len(images)
+    return (total_sq / len(images) - mean**2 > threshold).cpu()
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("checkpoint", help="checkpoint directory (model.safetensors + config.json)")
@@ -77,11 +92,15 @@ def main(argv=None) -> None:
     bound = nll_bound(model, test, args.batch_size, args.seed)
     print(f"{args.checkpoint}: {len(test)} test images")
     print(f"  NLL bound  {bound['nll']:.2f} nats  (reconstruction {bound['recon']:.2f} + KL {bound['kl']:.2f})")
+    active = active_units(model, test, args.batch_size)
+    steps = f"{int(active.any(1).sum())} of {len(active)} steps"
+    print(f"  active units  {int(active.sum())} of {active.numel()} latents z_t,d, in {steps}")
     results = {
         "test_nll_nats": round(bound["nll"], 2),
         "test_recon_nats": round(bound["recon"], 2),
         "test_kl_nats": round(bound["kl"], 2),
         "test_images": len(test),
+        "test_active_units": int(active.sum()),
     }
     if args.iw_samples:
         iw = iw_nll(model, test, args.iw_samples, args.batch_size, args.seed)

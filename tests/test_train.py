@@ -189,6 +189,7 @@ def test_evaluate_cli_prints_and_records_the_bound(data, tiny_checkpoint, capsys
     assert "24 test images" in out and "NLL bound" in out and "IW NLL (k=4)" in out
     _, metadata = checkpoint.load(tiny_checkpoint)
     assert metadata["test_images"] == 24 and metadata["test_iw_samples"] == 4
+    assert "active units" in out and 0 <= metadata["test_active_units"] <= TINY["T"] * TINY["z_size"]
     assert metadata["test_nll_nats"] == pytest.approx(metadata["test_recon_nats"] + metadata["test_kl_nats"], abs=0.02)
 
 
@@ -199,6 +200,20 @@ def test_evaluate_cli_errors(data, tiny_checkpoint, tmp_path):
         evaluate.main([str(tiny_checkpoint), "--data-dir", str(tmp_path)])
     with pytest.raises(SystemExit, match="--record needs the full test set"):
         evaluate.main([str(tiny_checkpoint), "--data-dir", str(data), "--limit", "5", "--record"])
+
+
+def test_active_units_are_the_latents_whose_posterior_mean_varies():
+    """Only mu of dimension 0 reads the encoder: it is active at every step, no other dimension is."""
+    torch.manual_seed(0)
+    model = DRAW(DrawConfig(**TINY)).eval()
+    with torch.no_grad():
+        model.latent.weight.zero_()
+        model.latent.bias.zero_()
+        model.latent.weight[0].normal_(0, 20)
+    images = (torch.rand(30, 28, 28) < torch.linspace(0, 1, 30)[:, None, None]).float()  # blank to full
+    active = evaluate.active_units(model, images, batch_size=7)
+    assert active.shape == (TINY["T"], TINY["z_size"])
+    assert active[:, 0].all() and not active[:, 1:].any()
 
 
 def test_importance_weighted_estimate_is_tighter_than_the_bound():
