@@ -14,14 +14,6 @@ from draw.config import DrawConfig
 from draw.model import DRAW
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture
 def saved(tmp_path):
     torch.manual_seed(0)

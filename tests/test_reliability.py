@@ -22,14 +22,6 @@ from draw.model import DRAW
 STEPS_PER_EPOCH = 7  # 56 tiny images in batches of 8
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     return binarized_mnist_dir(tmp_path_factory.mktemp("data"))

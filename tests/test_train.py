@@ -17,15 +17,6 @@ from draw.model import DRAW
 STEPS_PER_EPOCH = 7
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread, and do not fight a busy machine for a second."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     return binarized_mnist_dir(tmp_path_factory.mktemp("data"))
