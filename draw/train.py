@@ -348,7 +348,8 @@ def init_from(model: DRAW, args, cfg: DrawConfig, device, progress: dict) -> dic
         raise SystemExit(f"error: --init-from {args.init_from} has config {source.cfg}, not {cfg}")
     model.load_state_dict(source.state_dict())
     same_run = source.cfg == cfg and all(metadata.get(k) == getattr(args, k) for k in ("batch_size", "seed"))
-    progress = progress | {"init_from": str(args.init_from)}
+    source_at = f"epoch {metadata.get('epochs', '?')}, step {metadata.get('steps', '?')}"
+    progress = progress | {"init_from": f"{args.init_from} ({source_at})"}
     if same_run and "epochs" in metadata:
         seconds = float(metadata.get("train_seconds", 0))
         progress.update(epoch=metadata["epochs"], step=metadata["steps"], seconds=seconds)

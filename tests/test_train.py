@@ -255,6 +255,7 @@ def test_init_from_an_export_continues_its_epochs_and_history(data, tmp_path):
     assert progress["step"] == 2 * STEPS_PER_EPOCH
     assert [r["epoch"] for r in progress["history"]] == [1, 2]
     assert progress["history"][0] == first["history"][0]
+    assert progress["init_from"] == f"{tmp_path / 'ckpt'} (epoch 1, step {STEPS_PER_EPOCH})"
 
 
 def test_init_from_with_another_beta_fine_tunes_from_epoch_zero(data, tmp_path):
