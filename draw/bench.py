@@ -2,6 +2,7 @@
 
     python -m draw.bench                 # full run, writes benchmarks/results.md
     python -m draw.bench --quick         # fewer repeats, for a smoke test
+    python -m draw.bench --gpu           # training on a CUDA GPU: rewrites the GPU section only
 
 The reference is the per-step PyTorch loop a newcomer would write from the paper: the same
 modules and weights, filterbanks built from scratch each step, the KL summed inside the loop.
@@ -50,9 +51,9 @@ def plain_window(raw: torch.Tensor, n: int, cfg: DrawConfig) -> tuple[torch.Tens
 
 def plain_filters(g: torch.Tensor, delta: torch.Tensor, sigma2: torch.Tensor, n: int, size: int) -> torch.Tensor:
     """One axis's filterbank (B, N, size), rows normalised to sum to 1."""
-    i = torch.arange(1, n + 1, dtype=torch.float32)
+    i = torch.arange(1, n + 1, dtype=torch.float32, device=g.device)
     mu = g[:, None] + (i - n / 2 - 0.5) * delta[:, None]  # (B, N)
-    a = torch.arange(1, size + 1, dtype=torch.float32)
+    a = torch.arange(1, size + 1, dtype=torch.float32, device=g.device)
     f = torch.exp(-((a[None, None, :] - mu[:, :, None]) ** 2) / (2 * sigma2[:, None, None]))
     return f / f.sum(dim=2, keepdim=True).clamp_min(1e-8)
 
@@ -143,11 +144,11 @@ def plain_traversal(model: DRAW, ref: dict, x, eps, step: int, z_step: torch.Ten
 def plain_loss(model: DRAW, x: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
     """Mean over the batch of -log p(x | z) + beta * sum_t KL_t, KL summed step by step."""
     cfg = model.cfg
-    B = x.shape[0]
-    h_enc = c_enc = torch.zeros(B, cfg.enc_size)
-    h_dec = c_dec = torch.zeros(B, cfg.dec_size)
-    canvas = torch.zeros(B, cfg.height, cfg.width)
-    kl = torch.zeros(B)
+    B, device = x.shape[0], x.device
+    h_enc = c_enc = torch.zeros(B, cfg.enc_size, device=device)
+    h_dec = c_dec = torch.zeros(B, cfg.dec_size, device=device)
+    canvas = torch.zeros(B, cfg.height, cfg.width, device=device)
+    kl = torch.zeros(B, device=device)
     for t in range(cfg.T):
         r = plain_read(model, x, x - torch.sigmoid(canvas), model.head(h_dec))
         h_enc, c_enc = model.encoder(torch.cat([r, h_dec], dim=1), (h_enc, c_enc))
@@ -184,9 +185,11 @@ def traversal_agreement(edited: Trace, ref: dict, step: int) -> float:
     )
 
 
-def train_step(model: DRAW, optimizer, x: torch.Tensor, noise: torch.Tensor, plain: bool) -> float:
-    """One optimisation step as draw.train does it (clip at 10, Adam); returns the loss."""
-    loss = plain_loss(model, x, noise) if plain else model.loss(x, noise)[0]
+def train_step(model: DRAW, optimizer, x: torch.Tensor, noise: torch.Tensor, plain: bool, bf16: bool = False) -> float:
+    """One optimisation step as draw.train does it (clip at 10, Adam); returns the loss.
+    bf16: the forward pass under bfloat16 autocast."""
+    with torch.autocast(x.device.type, torch.bfloat16, enabled=bf16):
+        loss = plain_loss(model, x, noise) if plain else model.loss(x, noise)[0]
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
@@ -408,6 +411,58 @@ def bench_training(model: DRAW, steps: int, batch: int = 128) -> Row:
     )
 
 
+def bench_gpu_training(model: DRAW, batch: int, steps: int) -> list[Row]:
+    """Training on a CUDA GPU at one batch size: the plain loop, the project's eager step, its
+    CUDA-graphed step (what draw.train uses there) and bfloat16 autocast, images/s each."""
+    from draw import train  # the graphed step lives with the training loop
+
+    c, device = model.cfg, torch.device("cuda")
+    g = torch.Generator().manual_seed(0)
+    x = (torch.rand(batch, c.height, c.width, generator=g) > 0.7).float().to(device)
+    noise = torch.randn(batch, c.T, c.z_size, generator=g).to(device)
+    model = copy.deepcopy(model).to(device).train()
+    copies = {k: copy.deepcopy(model) for k in ("plain", "eager", "graph", "bf16")}
+    opts = {k: torch.optim.Adam(m.parameters(), lr=1e-3) for k, m in copies.items()}
+    train.set_capturable(opts["graph"], True)
+    graphed = train.GraphedStep(copies["graph"], opts["graph"], clip=10.0, batch=batch)
+    first = {  # one step each from the same weights: the loss every variant computes
+        "plain": train_step(copies["plain"], opts["plain"], x, noise, plain=True),
+        "eager": train_step(copies["eager"], opts["eager"], x, noise, plain=False),
+        "graph": graphed(x, noise)[0],
+        "bf16": train_step(copies["bf16"], opts["bf16"], x, noise, plain=False, bf16=True),
+    }
+    runs = {
+        "plain": lambda: train_step(copies["plain"], opts["plain"], x, noise, plain=True),
+        "eager": lambda: train_step(copies["eager"], opts["eager"], x, noise, plain=False),
+        "graph": lambda: graphed(x, noise),
+        "bf16": lambda: train_step(copies["bf16"], opts["bf16"], x, noise, plain=False, bf16=True),
+    }
+    times = {k: [] for k in runs}
+    for _ in range(steps):  # interleaved, like side_by_side
+        for k, fn in runs.items():
+            torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            fn()
+            torch.cuda.synchronize()
+            times[k].append(time.perf_counter() - t0)
+    rate = {k: batch / statistics.median(v) for k, v in times.items()}
+    rows = []
+    for k, label in (("eager", "eager"), ("graph", "CUDA graph"), ("bf16", "bf16 autocast, eager")):
+        rel = abs(first[k] - first["plain"]) / abs(first["plain"])
+        rows.append(
+            Row(
+                f"GPU training, batch {batch}, {label} (images/s, median of {steps})",
+                f"{rate['plain']:.0f}",
+                f"{rate[k]:.0f}",
+                f"{rate[k] / rate['plain']:.2f}x",
+                "loss within 1e-4",
+                "yes" if rel <= 1e-4 else "no",
+                f"loss of 1 step {first[k]:.4f} vs {first['plain']:.4f} (rel. {rel:.1e})",
+            )
+        )
+    return rows
+
+
 def bench_app(runs: int) -> Row:
     name = f"app rerun after a latent edit (AppTest, median of {runs})"
     if not APP.is_file():
@@ -458,8 +513,31 @@ def report(rows: list[Row], info: dict[str, str], notes: list[str]) -> str:
     lines += ["|---|---|---|---|---|---|---|"]
     lines += [f"| {r.name} | {r.reference} | {r.ours} | {r.ratio} | {r.target} | {r.met} | {r.check} |" for r in rows]
     lines += ["", "## Notes", ""] + [f"- {n}" for n in notes]
-    lines += ["", "## GPU", "", "No GPU was lent to this task (the device tool refused), so there are no GPU numbers."]
     return "\n".join(lines) + "\n"
+
+
+def gpu_report(rows: list[Row], info: dict[str, str], notes: list[str]) -> str:
+    lines = [
+        GPU_HEADING,
+        "",
+        "`python -m draw.bench --gpu`, each batch size's rows measured side by side in one run.",
+        "",
+    ]
+    lines += [f"- {k}: {v}" for k, v in info.items()]
+    lines += ["", "| measure | reference (plain loop, eager) | project | ratio | check | met | agreement / note |"]
+    lines += ["|---|---|---|---|---|---|---|"]
+    lines += [f"| {r.name} | {r.reference} | {r.ours} | {r.ratio} | {r.target} | {r.met} | {r.check} |" for r in rows]
+    lines += [""] + [f"- {n}" for n in notes]
+    return "\n".join(lines) + "\n"
+
+
+GPU_HEADING = "## GPU"
+
+
+def split_gpu(text: str) -> tuple[str, str]:
+    """(results.md before its GPU section, the GPU section or ""): each mode rewrites its own part."""
+    head, found, tail = text.partition("\n" + GPU_HEADING + "\n")
+    return head.rstrip("\n") + "\n", GPU_HEADING + "\n" + tail if found else ""
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -472,6 +550,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="few repeats, no file written")
     p.add_argument("--out", default=str(REPO_ROOT / "benchmarks" / "results.md"))
     p.add_argument("--note", action="append", default=[], help="a line added to the report's notes")
+    p.add_argument("--gpu", action="store_true", help="time training on a CUDA GPU instead (batch 256 and 1024)")
     return p.parse_args(argv)
 
 
@@ -484,6 +563,8 @@ def main(argv=None) -> None:
         args.runs, args.train_steps, args.app_runs = 5, 1, 3
     model, source = load_model(args.checkpoint)
     info = {"model": source, **machine()}
+    if args.gpu:
+        return main_gpu(args, model, info)
     rows = []
     for bench in (
         lambda: bench_trace(model, args.runs),
@@ -497,7 +578,24 @@ def main(argv=None) -> None:
         print(
             f"{row.name}: reference {row.reference} | project {row.ours} | {row.ratio} | met: {row.met} | {row.check}"
         )
-    text = report(rows, info, args.note)
+    gpu = split_gpu(Path(args.out).read_text())[1] if Path(args.out).is_file() else ""
+    write_report(args, report(rows, info, args.note) + ("\n" + gpu if gpu else ""))
+
+
+def main_gpu(args: argparse.Namespace, model: DRAW, info: dict[str, str]) -> None:
+    if not torch.cuda.is_available():
+        raise SystemExit("error: --gpu needs a CUDA GPU")
+    info["gpu"] = torch.cuda.get_device_name()
+    rows = []
+    for batch in (256, 1024):
+        for row in bench_gpu_training(model, batch, 5 if args.quick else 20):
+            rows.append(row)
+            print(f"{row.name}: reference {row.reference} | project {row.ours} | {row.ratio} | {row.check}")
+    cpu = split_gpu(Path(args.out).read_text())[0] if Path(args.out).is_file() else "# Benchmarks\n"
+    write_report(args, cpu + "\n" + gpu_report(rows, info, args.note))
+
+
+def write_report(args: argparse.Namespace, text: str) -> None:
     if not args.quick:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(text)

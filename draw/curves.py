@@ -4,7 +4,8 @@
 
 One line per checkpoint: the bound (nats) on the first 2000 'valid' images after each epoch (part
 of the training data when training on train+valid, so it tracks the fit), the measured test bound
-as a star at the last epoch, and the paper's test figures as dashed reference lines.
+as a star at the last epoch, the paper's test figures as dashed reference lines, and a dotted
+line where the batch size changed (a run continued on a GPU).
 """
 
 import argparse
@@ -32,6 +33,12 @@ def plot(checkpoints: list[str], out: Path) -> None:
         color = f"C{i}"
         label = f"{Path(directory).name} (beta={cfg.beta:g})"
         ax.plot([r["epoch"] for r in history], [r["val_nll"] for r in history], "-o", ms=3, color=color, label=label)
+        for before, after in zip(history, history[1:], strict=False):  # a continuation with larger batches
+            if after.get("batch_size") != before.get("batch_size"):
+                ax.axvline(before["epoch"], ls=":", lw=0.8, color=color)
+                ax.annotate(f"batch {after['batch_size']} from here", (before["epoch"], 1),
+                            xycoords=("data", "axes fraction"), textcoords="offset points",
+                            xytext=(3, -12 - 10 * i), fontsize=7, color=color)  # fmt: skip
         if "test_nll_nats" in meta:
             ax.plot(history[-1]["epoch"], meta["test_nll_nats"], "*", ms=12, color=color)
             ax.annotate(f"test {meta['test_nll_nats']:.2f}", (history[-1]["epoch"], meta["test_nll_nats"]),

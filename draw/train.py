@@ -11,9 +11,14 @@ keeping the last save. The model is exported to --export as a safetensors checkp
 each epoch's end.
 
 --init-from CHECKPOINT starts a new run directory from an exported checkpoint's weights, for
-when state.pt is gone (another machine, a fresh clone). With the checkpoint's own config, batch
-size and seed it continues that run: its epoch count, step, learning-rate schedule and history go
-on, only Adam's moment estimates start afresh. With another beta it fine-tunes from epoch 0.
+when state.pt is gone (another machine, a fresh clone). With the checkpoint's own config and seed
+it continues that run: its epoch count, step and history go on (--epochs counts them), only Adam's
+moment estimates start afresh. With the same batch size, --lr and --lr-decay its learning-rate
+schedule goes on too; with others (a GPU takes larger batches) a new schedule starts from --lr.
+With another beta it fine-tunes from epoch 0.
+
+On one CUDA GPU the whole step (forward, backward, clipping, Adam) is captured once as a CUDA
+graph and replayed (--cuda-graph false for plain eager steps); it computes the same numbers.
 
 Runs unchanged under `torchrun --standalone --nproc_per_node K -m draw.train --run-dir ...`
 (DistributedDataParallel, gloo on CPU, nccl on CUDA; spell --run as --run-dir there, since
@@ -31,6 +36,7 @@ import signal
 import tempfile
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -77,14 +83,25 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--val-size", type=int, default=2000, help="validation images (0 to skip)")
     p.add_argument("--max-steps", type=int, default=0, help="stop after this many steps (0: no limit)")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    p.add_argument(
+        "--cuda-graph",
+        type=parse_bool,
+        default=True,
+        metavar="BOOL",
+        help="on one CUDA GPU, replay the step as a CUDA graph (ignored on CPU and under torchrun)",
+    )
     defaults = DrawConfig()
     for f in dataclasses.fields(DrawConfig):
         flag = "--" + f.name.replace("_", "-")
         if f.type in (bool, "bool"):
-            p.add_argument(flag, type=lambda s: s.lower() in ("1", "true", "yes"), default=f.default, metavar="BOOL")
+            p.add_argument(flag, type=parse_bool, default=f.default, metavar="BOOL")
         else:
             p.add_argument(flag, type=type(getattr(defaults, f.name)), default=f.default)
     return p.parse_args(argv)
+
+
+def parse_bool(s: str) -> bool:
+    return s.lower() in ("1", "true", "yes")
 
 
 def config_from_args(args: argparse.Namespace) -> DrawConfig:
@@ -121,6 +138,114 @@ def step_noise(seed: int, step: int, shape: tuple[int, ...]) -> torch.Tensor:
     (seed, step) alone, so a resumed run, on CPU or CUDA, on one process or many, draws the same."""
     key = np.random.SeedSequence([seed, step, 1]).generate_state(1, np.uint64)[0]
     return torch.randn(shape, generator=torch.Generator().manual_seed(int(key)))
+
+
+def make_batch(train_x: torch.Tensor, order: torch.Tensor, b: int, step: int, args, cfg: DrawConfig):
+    """Batch b of the epoch whose permutation is `order`, as step `step` of the run sees it:
+    images (B, H, W), binarized afresh if --binarize dynamic, and the posterior noise (B, T, Z)."""
+    x = train_x[order[b * args.batch_size : (b + 1) * args.batch_size]]
+    if args.binarize == "dynamic":
+        x = binarize_batch(x, args.seed, step)
+    return x, step_noise(args.seed, step, (len(x), cfg.T, cfg.z_size))
+
+
+def prefetched(fn, calls):
+    """fn(*a) for each a in calls, each computed in a thread while the previous one is used
+    (the noise of a 1024-image batch is ~30 ms of CPU, as long as a graphed step on a GPU)."""
+    with ThreadPoolExecutor(1) as pool:
+        pending = None
+        for a in calls:
+            ahead = pool.submit(fn, *a)
+            if pending is not None:
+                yield pending.result()
+            pending = ahead
+        if pending is not None:
+            yield pending.result()
+
+
+def learning_rate(args, progress: dict, n_batches: int) -> float:
+    """--lr decayed by --lr-decay per epoch since this schedule began (at step lr_from_step)."""
+    return args.lr * args.lr_decay ** ((progress["step"] - progress["lr_from_step"]) / n_batches)
+
+
+def set_learning_rate(optimizer, lr: float) -> None:
+    for group in optimizer.param_groups:
+        if torch.is_tensor(group["lr"]):
+            group["lr"].fill_(lr)  # in place: a captured graph reads this tensor
+        else:
+            group["lr"] = lr
+
+
+def set_capturable(optimizer, capturable: bool) -> None:
+    """Put Adam in the form CUDA-graph capture needs (learning rate and step counts as tensors on
+    the GPU) or in the plain eager form (floats, step counts on the CPU); state.pt may hold either."""
+    for group in optimizer.param_groups:
+        device = group["params"][0].device if capturable else torch.device("cpu")
+        group["capturable"] = capturable
+        group["lr"] = torch.tensor(float(group["lr"]), device=device) if capturable else float(group["lr"])
+        for p in group["params"]:
+            state = optimizer.state.get(p, {})
+            if "step" in state:
+                state["step"] = state["step"].to(device, torch.float32)
+
+
+def batch_loss(net, x: torch.Tensor, noise: torch.Tensor, beta: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """The training objective, mean over the batch of recon + beta * sum_t KL_t, and the mean
+    summed KL, both in nats per image. x (B, H, W), noise (B, T, Z)."""
+    out = net(x, noise)
+    kl = out.kl.sum(1)
+    return (out.recon + beta * kl).mean(), kl.mean()
+
+
+class GraphedStep:
+    """One training step (forward, backward, clipping, Adam) for a fixed batch shape, captured as
+    a CUDA graph and replayed. DRAW's 64 sequential steps of small matrices launch ~20k kernels
+    per training step; launched one by one from Python they, not the GPU, set the pace.
+
+    Replays read the batch from fixed buffers and update the weights and Adam's state in place,
+    so validation and export always see the current model. Adam must be set_capturable."""
+
+    def __init__(self, model: DRAW, optimizer, clip: float, batch: int):
+        c, device = model.cfg, model.head.weight.device
+        self.x = torch.rand(batch, c.height, c.width, device=device).round()
+        self.noise = torch.randn(batch, c.T, c.z_size, device=device)
+        # Capture needs warm-up steps first (they create Adam's state and the libraries'
+        # workspaces); those steps move the weights and moments, which are put back in place.
+        before = [*model.parameters(), *(t for s in optimizer.state.values() for t in s.values())]
+        saved = [t.detach().clone() for t in before]
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            for _ in range(3):
+                optimizer.zero_grad(set_to_none=True)
+                self._step(model, optimizer, clip)
+        torch.cuda.current_stream().wait_stream(side)
+        with torch.no_grad():
+            kept = {id(t) for t in before}
+            for s in optimizer.state.values():  # state the warm-up created: Adam's initial zeros
+                for t in s.values():
+                    if id(t) not in kept:
+                        t.zero_()
+            for t, v in zip(before, saved, strict=True):
+                t.copy_(v)
+        optimizer.zero_grad(set_to_none=True)  # backward inside the graph then owns the gradients
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph):
+            self.stats = self._step(model, optimizer, clip)
+
+    def _step(self, model: DRAW, optimizer, clip: float) -> torch.Tensor:
+        loss, kl = batch_loss(model, self.x, self.noise, model.cfg.beta)
+        loss.backward()
+        norm = torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+        optimizer.step()
+        return torch.stack([loss.detach(), kl.detach(), norm])
+
+    def __call__(self, x: torch.Tensor, noise: torch.Tensor) -> tuple[float, float, float]:
+        """One step on x (B, H, W) with noise (B, T, Z): (loss, mean KL, gradient norm before clipping)."""
+        self.x.copy_(x)
+        self.noise.copy_(noise)
+        self.graph.replay()
+        return tuple(self.stats.tolist())
 
 
 @torch.no_grad()
@@ -255,7 +380,7 @@ def _train(args, run: Path, root: Path, rank: int, world: int, device: torch.dev
     model = DRAW(cfg).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
     run_args = {k: getattr(args, k) for k in RUN_ARGS}
-    progress = {"epoch": 0, "batch": 0, "step": 0, "seconds": 0.0, "history": [], "args": run_args}
+    progress = {"epoch": 0, "batch": 0, "step": 0, "lr_from_step": 0, "seconds": 0.0, "history": [], "args": run_args}
     if (run / STATE).exists():
         state = load_state(run, device)
         if state["config"] != cfg:
@@ -266,7 +391,7 @@ def _train(args, run: Path, root: Path, rank: int, world: int, device: torch.dev
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         torch.set_rng_state(state["rng"].cpu())
-        progress = state["progress"] | {"args": run_args}
+        progress = {"lr_from_step": 0} | state["progress"] | {"args": run_args}
         if rank == 0:
             print(f"resuming {run} at epoch {progress['epoch']}, step {progress['step']}")
     elif args.init_from:
@@ -276,6 +401,9 @@ def _train(args, run: Path, root: Path, rank: int, world: int, device: torch.dev
     net = model
     if world > 1:
         net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
+    use_graph = args.cuda_graph and device.type == "cuda" and world == 1
+    set_capturable(optimizer, use_graph)
+    graphed_step = GraphedStep(model, optimizer, args.clip, args.batch_size) if use_graph else None
 
     try:
         train_x, val_x = load_training_data(root, args.train_split, args.binarize, args.val_size)
@@ -303,13 +431,20 @@ def _train(args, run: Path, root: Path, rank: int, world: int, device: torch.dev
                     dynamic_ncols=True,
                     disable=rank != 0,
                 )
-                for b in bar:
+                batches = [(train_x, order, b, progress["step"] + i, args, cfg) for i, b in enumerate(bar.iterable)]
+                for b, (x, noise) in zip(bar, prefetched(make_batch, batches), strict=True):
                     if args.max_steps and progress["step"] >= args.max_steps:
                         bar.close()
                         save()
                         return progress
-                    x = train_x[order[b * args.batch_size : (b + 1) * args.batch_size]]
-                    loss, kl = train_step(net, optimizer, args, x, progress["step"], n_batches, stop, rank, world)
+                    set_learning_rate(optimizer, learning_rate(args, progress, n_batches))
+                    if graphed_step:
+                        if stop.requested:
+                            raise Interrupted
+                        loss, kl, norm = graphed_step(x, noise)
+                        check_finite(loss, norm, progress["step"])
+                    else:
+                        loss, kl = train_step(net, optimizer, args, x, noise, progress["step"], stop, rank, world)
                     progress.update(step=progress["step"] + 1, batch=b + 1, loss=loss)
                     bar.set_postfix(loss=f"{loss:.2f}", kl=f"{kl:.2f}")
                     if progress["step"] % args.save_every == 0:
@@ -317,7 +452,12 @@ def _train(args, run: Path, root: Path, rank: int, world: int, device: torch.dev
                 bar.close()
                 progress["epoch"] += 1
                 progress["batch"] = 0
-                record = {"epoch": progress["epoch"], "step": progress["step"], "train_loss": progress.get("loss")}
+                record = {
+                    "epoch": progress["epoch"],
+                    "step": progress["step"],
+                    "batch_size": args.batch_size,
+                    "train_loss": progress.get("loss"),
+                }
                 if rank == 0:
                     if len(val_x):
                         record.update({f"val_{k}": v for k, v in evaluate_bound(model, val_x).items()})
@@ -347,33 +487,34 @@ def init_from(model: DRAW, args, cfg: DrawConfig, device, progress: dict) -> dic
     if dataclasses.replace(source.cfg, beta=cfg.beta) != cfg:
         raise SystemExit(f"error: --init-from {args.init_from} has config {source.cfg}, not {cfg}")
     model.load_state_dict(source.state_dict())
-    same_run = source.cfg == cfg and all(metadata.get(k) == getattr(args, k) for k in ("batch_size", "seed"))
     source_at = f"epoch {metadata.get('epochs', '?')}, step {metadata.get('steps', '?')}"
     progress = progress | {"init_from": f"{args.init_from} ({source_at})"}
-    if same_run and "epochs" in metadata:
+    if source.cfg == cfg and metadata.get("seed") == args.seed and "epochs" in metadata:
         seconds = float(metadata.get("train_seconds", 0))
         progress.update(epoch=metadata["epochs"], step=metadata["steps"], seconds=seconds)
         progress["history"] = list(metadata.get("history", []))
+        same_schedule = all(metadata.get(k) == getattr(args, k) for k in ("batch_size", "lr", "lr_decay"))
+        progress["lr_from_step"] = metadata.get("lr_from_step", 0) if same_schedule else metadata["steps"]
     return progress
 
 
-def train_step(net, optimizer, args, x, step: int, n_batches: int, stop: Stop, rank: int, world: int):
-    """One Adam step on this rank's shard of batch x; returns the batch's mean loss and KL.
+def check_finite(loss: float, norm: float, step: int) -> None:
+    if not math.isfinite(loss):
+        raise FloatingPointError(f"loss is {loss} at step {step}")
+    if not math.isfinite(norm):
+        raise FloatingPointError(f"gradient norm is {norm} at step {step}")
+
+
+def train_step(net, optimizer, args, x, noise, step: int, stop: Stop, rank: int, world: int):
+    """One Adam step on this rank's shard of batch x (B, H, W) with noise (B, T, Z); returns the
+    batch's mean loss and KL.
 
     Raises Interrupted before changing anything if any rank was asked to stop, and
     FloatingPointError if the loss or the gradient is not finite."""
     cfg = net.module.cfg if world > 1 else net.cfg
     device = next(net.parameters()).device
-    for group in optimizer.param_groups:
-        group["lr"] = args.lr * args.lr_decay ** (step / n_batches)
-    if args.binarize == "dynamic":
-        x = binarize_batch(x, args.seed, step)
-    noise = step_noise(args.seed, step, (len(x), cfg.T, cfg.z_size))
-    out = net(x[rank::world].to(device), noise[rank::world].to(device))
-    loss = (out.recon + cfg.beta * out.kl.sum(1)).mean()
-    stats = torch.stack(
-        [loss.detach(), out.kl.sum(1).mean().detach(), torch.tensor(float(stop.requested), device=device)]
-    )
+    loss, kl = batch_loss(net, x[rank::world].to(device), noise[rank::world].to(device), cfg.beta)
+    stats = torch.stack([loss.detach(), kl.detach(), torch.tensor(float(stop.requested), device=device)])
     if world > 1:
         dist.all_reduce(stats)  # the shards are equal, so the mean of their means is the batch mean
         stats[:2] /= world
@@ -385,8 +526,7 @@ def train_step(net, optimizer, args, x, step: int, n_batches: int, stop: Stop, r
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     norm = torch.nn.utils.clip_grad_norm_(net.parameters(), args.clip)
-    if not torch.isfinite(norm):
-        raise FloatingPointError(f"gradient norm is {norm.item()} at step {step}")
+    check_finite(loss_value, norm.item(), step)
     optimizer.step()
     return loss_value, kl_value
 
@@ -403,6 +543,7 @@ def export(model: DRAW, args: argparse.Namespace, progress: dict) -> None:
         "batch_size": args.batch_size,
         "lr": args.lr,
         "lr_decay": args.lr_decay,
+        "lr_from_step": progress["lr_from_step"],
         "seed": args.seed,
         "train_seconds": round(progress["seconds"]),
         "date": datetime.date.today().isoformat(),

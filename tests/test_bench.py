@@ -44,3 +44,10 @@ def test_plain_loss_and_one_training_step_agree(model):
     torch.testing.assert_close(bench.plain_loss(model, x, noise), model.loss(x, noise)[0])
     ours, ref, rel, rel_after = bench.training_agreement(model, x, noise)
     assert rel < 1e-5 and ours == pytest.approx(ref, rel=1e-5) and rel_after < 1e-4
+
+
+def test_each_mode_rewrites_only_its_own_part_of_the_report():
+    """`draw.bench` (CPU rows) and `draw.bench --gpu` (run on another machine) share results.md."""
+    cpu, gpu = "# Benchmarks\n\n| cpu row |\n", "## GPU\n\n| gpu row |\n"
+    assert bench.split_gpu(cpu + "\n" + gpu) == (cpu, gpu)
+    assert bench.split_gpu(cpu) == (cpu, "")

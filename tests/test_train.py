@@ -258,6 +258,26 @@ def test_init_from_an_export_continues_its_epochs_and_history(data, tmp_path):
     assert progress["init_from"] == f"{tmp_path / 'ckpt'} (epoch 1, step {STEPS_PER_EPOCH})"
 
 
+def test_init_from_with_another_batch_size_continues_the_epochs_with_a_new_schedule(data, tmp_path, monkeypatch):
+    """A GPU continuation takes larger batches: epochs and history go on, the lr schedule restarts."""
+    run_train(data, tmp_path / "a", "--epochs", 1, "--export", tmp_path / "ckpt", "--lr-decay", 0.5)
+    rates = []
+    monkeypatch.setattr(train, "set_learning_rate", lambda optimizer, lr: rates.append(lr))
+    progress = run_train(
+        data, tmp_path / "b", "--epochs", 3, "--init-from", tmp_path / "ckpt", "--batch-size", 16, "--lr-decay", 0.5
+    )
+    # 56 images: 7 steps of 8 in the first epoch, then 3 of 16 an epoch
+    history = [(r["epoch"], r["step"], r["batch_size"]) for r in progress["history"]]
+    assert history == [(1, 7, 8), (2, 10, 16), (3, 13, 16)]
+    assert progress["lr_from_step"] == STEPS_PER_EPOCH
+    assert rates == pytest.approx([1e-3 * 0.5 ** (i / 3) for i in range(6)])
+    flags = ("--batch-size", 16, "--export", tmp_path / "ckpt2", "--init-from", tmp_path / "ckpt")
+    exported = run_train(data, tmp_path / "c", "--epochs", 2, *flags)
+    continued = run_train(data, tmp_path / "d", "--epochs", 3, "--batch-size", 16, "--init-from", tmp_path / "ckpt2")
+    assert exported["lr_from_step"] == continued["lr_from_step"] == STEPS_PER_EPOCH
+    assert [r["step"] for r in continued["history"]] == [7, 10, 13]
+
+
 def test_init_from_with_another_beta_fine_tunes_from_epoch_zero(data, tmp_path):
     run_train(data, tmp_path / "a", "--epochs", 1, "--export", tmp_path / "ckpt")
     source, _ = checkpoint.load(tmp_path / "ckpt")
