@@ -23,13 +23,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
-from draw import checkpoint
+from draw import checkpoint, explore
 from draw.config import DrawConfig
 from draw.model import DRAW
-from draw.trace import Trace, reconstruct, redecode
+from draw.trace import Trace, reconstruct
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 APP = REPO_ROOT / "app" / "streamlit_app.py"
@@ -130,15 +131,16 @@ def plain_trace(model: DRAW, x, eps) -> dict:
         return plain_unroll(model, x, eps)
 
 
-def plain_traversal(model: DRAW, ref: dict, x, eps, step: int, z_step: torch.Tensor) -> dict:
-    """Open-loop re-decode from `step` of a batch-1 plain trace, one row per value of z_step (K, Z)."""
+def plain_traversal(model: DRAW, ref: dict, eps, step: int, z_step: torch.Tensor) -> dict:
+    """Open-loop re-decode from `step` of a batch-1 plain trace, one row per value of z_step (K, Z):
+    the decoder alone, since with the later latents kept nothing the encoder says reaches z."""
     k = z_step.shape[0]
     st = ref["state"][step]
     start = PlainState(*(v.expand(k, *v.shape[1:]) for v in (st.h_enc, st.c_enc, st.h_dec, st.c_dec, st.canvas)))
     z = torch.stack(ref["z"], dim=1).repeat(k, 1, 1)
     z[:, step] = z_step
     with torch.no_grad():
-        return plain_unroll(model, x.expand(k, -1, -1), eps.expand(k, -1, -1), z, start=(start, step))
+        return plain_unroll(model, None, eps.expand(k, -1, -1), z, start=(start, step))
 
 
 def plain_loss(model: DRAW, x: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
@@ -177,12 +179,10 @@ def trace_agreement(trace: Trace, ref: dict) -> float:
     return max(max_rel_diff(a, b) for a, b in pairs)
 
 
-def traversal_agreement(edited: Trace, ref: dict, step: int) -> float:
-    """Like trace_agreement for a re-decode from `step` (ref holds steps step.. only)."""
-    canvas = torch.stack(ref["canvas"], dim=1)
-    return max(
-        max_rel_diff(edited.canvas[:, step:], canvas), max_rel_diff(edited.z[:, step:], torch.stack(ref["z"], 1))
-    )
+def traversal_agreement(grid: np.ndarray, ref: dict) -> float:
+    """Largest relative difference between the final canvases sigma(c_T) of explore.traversal's
+    grid for one dimension (1, K, H, W) and of a plain re-decode."""
+    return max_rel_diff(torch.from_numpy(grid[0]), torch.sigmoid(ref["canvas"][-1]))
 
 
 def train_step(model: DRAW, optimizer, x: torch.Tensor, noise: torch.Tensor, plain: bool, bf16: bool = False) -> float:
@@ -361,15 +361,16 @@ def bench_traversal(model: DRAW, runs: int) -> Row:
     x = (torch.rand(1, c.height, c.width, generator=torch.Generator().manual_seed(1)) > 0.7).float()
     eps = torch.randn(1, c.T, c.z_size, generator=torch.Generator().manual_seed(0))
     trace, ref_trace = reconstruct(model, x, seed=0), plain_trace(model, x, eps)
-    step = c.T // 2
+    step = c.T // 2  # trace index; the page's t = step + 1
+    values = tuple(torch.linspace(-3, 3, 11).tolist())
     z_step = trace.z[:, step].repeat(11, 1)
-    z_step[:, 0] = torch.linspace(-3, 3, 11)
+    z_step[:, 0] = torch.tensor(values)
     agree = traversal_agreement(
-        redecode(model, trace, step, z_step), plain_traversal(model, ref_trace, x, eps, step, z_step), step
+        explore.traversal(model, trace, step + 1, [0], values), plain_traversal(model, ref_trace, eps, step, z_step)
     )
     ref, ours = side_by_side(
-        lambda: plain_traversal(model, ref_trace, x, eps, step, z_step),
-        lambda: redecode(model, trace, step, z_step),
+        lambda: plain_traversal(model, ref_trace, eps, step, z_step),
+        lambda: explore.traversal(model, trace, step + 1, [0], values),
         runs,
     )
     r, o = statistics.median(ref), statistics.median(ours)

@@ -22,7 +22,7 @@ from PIL import Image
 from draw import checkpoint, images
 from draw.config import DrawConfig
 from draw.model import DRAW
-from draw.trace import Trace, generate, reconstruct, redecode
+from draw.trace import Trace, final_canvas, generate, reconstruct, redecode
 
 CHECKPOINTS_ENV = "DRAW_CHECKPOINTS"
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -217,7 +217,8 @@ def traversal(
     closed_loop: bool = False,
 ) -> np.ndarray:
     """Final canvases sigma(c_T) with z_t[d] swept over values, one row per dimension, all in one
-    batched redecode call: (len(dims), len(values), H, W)."""
+    batched redraw: (len(dims), len(values), H, W). Open loop only the decoder runs (final_canvas);
+    closed loop the encoder re-infers the later latents (redecode)."""
     _check_step(trace, step)
     if not dims:
         raise ValueError("choose at least one dimension")
@@ -227,9 +228,11 @@ def traversal(
     for i, d in enumerate(dims):
         for j, v in enumerate(values):
             z[i * len(values) + j, d] = v
-    out = redecode(model, trace.select(0), step - 1, z, closed_loop=closed_loop and trace.x is not None)
-    h, w = out.canvas.shape[-2:]
-    return out.canvas_prob[:, -1].numpy().reshape(len(dims), len(values), h, w)
+    if closed_loop and trace.x is not None:
+        last = redecode(model, trace.select(0), step - 1, z, closed_loop=True).canvas[:, -1]
+    else:
+        last = final_canvas(model, trace.select(0), step - 1, z)
+    return torch.sigmoid(last).numpy().reshape(len(dims), len(values), *last.shape[-2:])
 
 
 def _check_step(trace: Trace, step: int) -> None:

@@ -1,5 +1,6 @@
 """The trace: every per-step quantity of one DRAW pass, recorded so a UI can scrub without
-recomputing. Entry points: `reconstruct`, `generate`, and `redecode` (edit z_t, redraw from t).
+recomputing. Entry points: `reconstruct`, `generate`, `redecode` (edit z_t, redraw from t) and
+`final_canvas` (only the last canvas of such an open-loop redraw, for traversal grids).
 
 All arrays have a leading batch axis B and a time axis: T steps, or T + 1 canvases (c_0..c_T).
 Step s (0-based) of a trace is the paper's step t = s + 1.
@@ -137,6 +138,28 @@ def redecode(model: DRAW, trace: Trace, step: int, z_step: torch.Tensor, closed_
     infer_after = step if closed_loop else T
     tail = _unroll(model, base.x, base.eps, z, infer_after, start=(base, step))
     return _splice(base, tail, step)
+
+
+@torch.inference_mode()
+def final_canvas(model: DRAW, trace: Trace, step: int, z_step: torch.Tensor) -> torch.Tensor:
+    """The last canvas logits c_T (K, H, W) of redecode(model, trace, step, z_step) in open loop,
+    without recording a trace. With the later latents kept, nothing the encoder says reaches z,
+    so only the decoder runs: from the decoder state and canvas recorded before `step`, with z_step
+    (K, Z) at `step` and the trace's own z after it. A batch-1 trace is broadcast to the K rows."""
+    if not 0 <= step < trace.steps:
+        raise ValueError(f"step must be in 0..{trace.steps - 1}, got {step}")
+    k = z_step.shape[0]
+    if trace.batch_size not in (1, k):
+        raise ValueError(f"z_step has {k} rows but the trace has batch {trace.batch_size}")
+    dec = (trace.h_dec[:, step].expand(k, -1), trace.c_dec[:, step].expand(k, -1))
+    canvas = trace.canvas[:, step].expand(k, -1, -1)
+    z = z_step.to(trace.z)
+    for s in range(step, trace.steps):
+        dec, head_out = model.decode(z, dec)
+        canvas = canvas + model.write(head_out)[0]
+        if s + 1 < trace.steps:
+            z = trace.z[:, s + 1].expand(k, -1)
+    return canvas
 
 
 def _splice(head: Trace, tail: Trace, step: int) -> Trace:

@@ -3,10 +3,10 @@
 import pytest
 import torch
 
-from draw import bench
+from draw import bench, explore
 from draw.config import DrawConfig
 from draw.model import DRAW
-from draw.trace import reconstruct, redecode
+from draw.trace import reconstruct
 
 SMALL = dict(height=9, width=10, T=5, read_n=2, write_n=3, enc_size=12, dec_size=12, z_size=3)
 
@@ -26,9 +26,12 @@ def test_plain_trace_and_traversal_agree_with_the_project(model):
     eps = torch.randn(1, 5, 3, generator=torch.Generator().manual_seed(0))  # what reconstruct(seed=0) draws
     trace, ref = reconstruct(model, x, seed=0), bench.plain_trace(model, x, eps)
     assert bench.trace_agreement(trace, ref) < 1e-5
-    z_step = torch.randn(4, 3)
-    edited = redecode(model, trace, 2, z_step)
-    assert bench.traversal_agreement(edited, bench.plain_traversal(model, ref, x, eps, 2, z_step), 2) < 1e-5
+    values = (-2.0, 0.5, 3.0)
+    z_step = trace.z[:, 2].repeat(3, 1)
+    z_step[:, 1] = torch.tensor(values)
+    grid = explore.traversal(model, trace, 3, [1], values)
+    assert bench.traversal_agreement(grid, bench.plain_traversal(model, ref, eps, 2, z_step)) < 1e-5
+    assert bench.traversal_agreement(grid, bench.plain_traversal(model, ref, eps, 1, z_step)) > 1e-3
 
 
 def test_agreement_detects_a_difference(model):

@@ -7,7 +7,7 @@ import torch
 from draw import attention
 from draw.config import DrawConfig
 from draw.model import DRAW, gaussian_kl
-from draw.trace import generate, reconstruct, redecode
+from draw.trace import final_canvas, generate, reconstruct, redecode
 
 CFG = dict(T=6, enc_size=32, dec_size=32, z_size=5, read_n=2, write_n=3)
 
@@ -149,6 +149,21 @@ def test_closed_loop_needs_an_image(model):
     trace = generate(model, 1)
     with pytest.raises(ValueError, match="reconstruct mode"):
         redecode(model, trace, 1, trace.z[:, 1], closed_loop=True)
+
+
+@pytest.mark.parametrize("mode", ["reconstruct", "generate"])
+@pytest.mark.parametrize("step", [0, 3, 5])
+def test_final_canvas_is_the_open_loop_redecodes_last_canvas(model, images, mode, step):
+    """The decoder-only shortcut the traversal grid uses draws what the full redraw draws."""
+    trace = reconstruct(model, images[:1], seed=1) if mode == "reconstruct" else generate(model, 1, seed=1)
+    z = edited_z(trace, step, k=3)
+    expected = redecode(model, trace, step, z).canvas[:, -1]
+    torch.testing.assert_close(final_canvas(model, trace, step, z), expected, rtol=1e-5, atol=1e-5)
+    # a trace of batch K takes one z_step row per image
+    batch = trace.select([0, 0, 0])
+    torch.testing.assert_close(final_canvas(model, batch, step, z), expected, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="step"):
+        final_canvas(model, trace, trace.steps, z)
 
 
 @pytest.mark.parametrize("closed_loop", [False, True])
