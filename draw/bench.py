@@ -426,18 +426,13 @@ def bench_gpu_training(model: DRAW, batch: int, steps: int) -> list[Row]:
     opts = {k: torch.optim.Adam(m.parameters(), lr=1e-3) for k, m in copies.items()}
     train.set_capturable(opts["graph"], True)
     graphed = train.GraphedStep(copies["graph"], opts["graph"], clip=10.0, batch=batch)
-    first = {  # one step each from the same weights: the loss every variant computes
-        "plain": train_step(copies["plain"], opts["plain"], x, noise, plain=True),
-        "eager": train_step(copies["eager"], opts["eager"], x, noise, plain=False),
-        "graph": graphed(x, noise)[0],
-        "bf16": train_step(copies["bf16"], opts["bf16"], x, noise, plain=False, bf16=True),
-    }
-    runs = {
+    runs = {  # each one optimisation step, returning its loss
         "plain": lambda: train_step(copies["plain"], opts["plain"], x, noise, plain=True),
         "eager": lambda: train_step(copies["eager"], opts["eager"], x, noise, plain=False),
-        "graph": lambda: graphed(x, noise),
+        "graph": lambda: graphed(x, noise)[0],
         "bf16": lambda: train_step(copies["bf16"], opts["bf16"], x, noise, plain=False, bf16=True),
     }
+    first = {k: fn() for k, fn in runs.items()}  # from the same weights: the loss each variant computes
     times = {k: [] for k in runs}
     for _ in range(steps):  # interleaved, like side_by_side
         for k, fn in runs.items():
@@ -510,11 +505,23 @@ def machine() -> dict[str, str]:
 def report(rows: list[Row], info: dict[str, str], notes: list[str]) -> str:
     lines = ["# Benchmarks", "", "`python -m draw.bench`, each row measured side by side in one run.", ""]
     lines += [f"- {k}: {v}" for k, v in info.items()]
-    lines += ["", "| measure | reference (plain loop) | project | ratio | target | met | agreement / note |"]
-    lines += ["|---|---|---|---|---|---|---|"]
-    lines += [f"| {r.name} | {r.reference} | {r.ours} | {r.ratio} | {r.target} | {r.met} | {r.check} |" for r in rows]
+    lines += ["", *table(rows, "reference (plain loop)", "target")]
     lines += ["", "## Notes", ""] + [f"- {n}" for n in notes]
     return "\n".join(lines) + "\n"
+
+
+def table(rows: list[Row], reference: str, target: str) -> list[str]:
+    """The rows as a markdown table, one line each."""
+    lines = [
+        f"| measure | {reference} | project | ratio | {target} | met | agreement / note |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    return lines + [
+        f"| {r.name} | {r.reference} | {r.ours} | {r.ratio} | {r.target} | {r.met} | {r.check} |" for r in rows
+    ]
+
+
+GPU_HEADING = "## GPU"
 
 
 def gpu_report(rows: list[Row], info: dict[str, str], notes: list[str]) -> str:
@@ -525,14 +532,8 @@ def gpu_report(rows: list[Row], info: dict[str, str], notes: list[str]) -> str:
         "",
     ]
     lines += [f"- {k}: {v}" for k, v in info.items()]
-    lines += ["", "| measure | reference (plain loop, eager) | project | ratio | check | met | agreement / note |"]
-    lines += ["|---|---|---|---|---|---|---|"]
-    lines += [f"| {r.name} | {r.reference} | {r.ours} | {r.ratio} | {r.target} | {r.met} | {r.check} |" for r in rows]
-    lines += [""] + [f"- {n}" for n in notes]
+    lines += ["", *table(rows, "reference (plain loop, eager)", "check"), ""] + [f"- {n}" for n in notes]
     return "\n".join(lines) + "\n"
-
-
-GPU_HEADING = "## GPU"
 
 
 def split_gpu(text: str) -> tuple[str, str]:

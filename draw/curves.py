@@ -34,7 +34,8 @@ def plot(checkpoints: list[str], out: Path) -> None:
         label = f"{Path(directory).name} (beta={cfg.beta:g})"
         ax.plot([r["epoch"] for r in history], [r["val_nll"] for r in history], "-o", ms=3, color=color, label=label)
         for before, after in zip(history, history[1:], strict=False):  # a continuation with larger batches
-            if after.get("batch_size") != before.get("batch_size"):
+            sizes = before.get("batch_size"), after.get("batch_size")
+            if None not in sizes and sizes[0] != sizes[1]:
                 ax.axvline(before["epoch"], ls=":", lw=0.8, color=color)
                 ax.annotate(f"batch {after['batch_size']} from here", (before["epoch"], 1),
                             xycoords=("data", "axes fraction"), textcoords="offset points",

@@ -124,13 +124,10 @@ def redecode(model: DRAW, trace: Trace, step: int, z_step: torch.Tensor, closed_
     with the same noise eps.
     """
     T = trace.steps
-    if not 0 <= step < T:
-        raise ValueError(f"step must be in 0..{T - 1}, got {step}")
+    _check_edit(trace, step, z_step)
     if closed_loop and trace.x is None:
         raise ValueError("closed loop needs an image to re-infer from: it applies to reconstruct mode only")
     k = z_step.shape[0]
-    if trace.batch_size not in (1, k):
-        raise ValueError(f"z_step has {k} rows but the trace has batch {trace.batch_size}")
     # Broadcast views, not copies: base is only read, and _splice builds new arrays from it.
     base = _map(trace, lambda a: a.expand(k, *a.shape[1:])) if trace.batch_size != k else trace
     z = base.z.clone()
@@ -146,20 +143,25 @@ def final_canvas(model: DRAW, trace: Trace, step: int, z_step: torch.Tensor) -> 
     without recording a trace. With the later latents kept, nothing the encoder says reaches z,
     so only the decoder runs: from the decoder state and canvas recorded before `step`, with z_step
     (K, Z) at `step` and the trace's own z after it. A batch-1 trace is broadcast to the K rows."""
+    _check_edit(trace, step, z_step)
+    k = z_step.shape[0]
+    z = trace.z.expand(k, -1, -1).clone()
+    z[:, step] = z_step.to(z)
+    dec = (trace.h_dec[:, step].expand(k, -1), trace.c_dec[:, step].expand(k, -1))
+    canvas = trace.canvas[:, step].expand(k, -1, -1)
+    for s in range(step, trace.steps):
+        dec, head_out = model.decode(z[:, s], dec)
+        canvas = canvas + model.write(head_out)[0]
+    return canvas
+
+
+def _check_edit(trace: Trace, step: int, z_step: torch.Tensor) -> None:
+    """step must be a step of trace (0-based), and z_step (K, Z) one row per image or a batch-1 trace."""
     if not 0 <= step < trace.steps:
         raise ValueError(f"step must be in 0..{trace.steps - 1}, got {step}")
     k = z_step.shape[0]
     if trace.batch_size not in (1, k):
         raise ValueError(f"z_step has {k} rows but the trace has batch {trace.batch_size}")
-    dec = (trace.h_dec[:, step].expand(k, -1), trace.c_dec[:, step].expand(k, -1))
-    canvas = trace.canvas[:, step].expand(k, -1, -1)
-    z = z_step.to(trace.z)
-    for s in range(step, trace.steps):
-        dec, head_out = model.decode(z, dec)
-        canvas = canvas + model.write(head_out)[0]
-        if s + 1 < trace.steps:
-            z = trace.z[:, s + 1].expand(k, -1)
-    return canvas
 
 
 def _splice(head: Trace, tail: Trace, step: int) -> Trace:

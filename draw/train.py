@@ -492,7 +492,8 @@ def init_from(model: DRAW, args, cfg: DrawConfig, device, progress: dict) -> dic
     if source.cfg == cfg and metadata.get("seed") == args.seed and "epochs" in metadata:
         seconds = float(metadata.get("train_seconds", 0))
         progress.update(epoch=metadata["epochs"], step=metadata["steps"], seconds=seconds)
-        progress["history"] = list(metadata.get("history", []))
+        # records written before they carried their batch size had the source's
+        progress["history"] = [{"batch_size": metadata.get("batch_size")} | r for r in metadata.get("history", [])]
         same_schedule = all(metadata.get(k) == getattr(args, k) for k in ("batch_size", "lr", "lr_decay"))
         progress["lr_from_step"] = metadata.get("lr_from_step", 0) if same_schedule else metadata["steps"]
     return progress

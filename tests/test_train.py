@@ -278,6 +278,15 @@ def test_init_from_with_another_batch_size_continues_the_epochs_with_a_new_sched
     assert [r["step"] for r in continued["history"]] == [7, 10, 13]
 
 
+def test_init_from_an_export_whose_records_lack_the_batch_size_fills_in_the_sources(data, tmp_path):
+    run_train(data, tmp_path / "a", "--epochs", 1, "--export", tmp_path / "ckpt")
+    cfg, meta = checkpoint.read_info(tmp_path / "ckpt")  # as exports were before records carried it
+    meta["history"] = [{k: v for k, v in r.items() if k != "batch_size"} for r in meta["history"]]
+    checkpoint.write_info(tmp_path / "ckpt", cfg, meta)
+    progress = run_train(data, tmp_path / "b", "--epochs", 2, "--init-from", tmp_path / "ckpt", "--batch-size", 16)
+    assert [r["batch_size"] for r in progress["history"]] == [8, 16]
+
+
 def test_init_from_with_another_beta_fine_tunes_from_epoch_zero(data, tmp_path):
     run_train(data, tmp_path / "a", "--epochs", 1, "--export", tmp_path / "ckpt")
     source, _ = checkpoint.load(tmp_path / "ckpt")
