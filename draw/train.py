@@ -442,7 +442,7 @@ def _train(args, run: Path, root: Path, rank: int, world: int, device: torch.dev
                         if stop.requested:
                             raise Interrupted
                         loss, kl, norm = graphed_step(x, noise)
-                        check_finite(loss, norm, progress["step"])
+                        check_finite(progress["step"], loss=loss, gradient_norm=norm)
                     else:
                         loss, kl = train_step(net, optimizer, args, x, noise, progress["step"], stop, rank, world)
                     progress.update(step=progress["step"] + 1, batch=b + 1, loss=loss)
@@ -499,11 +499,11 @@ def init_from(model: DRAW, args, cfg: DrawConfig, device, progress: dict) -> dic
     return progress
 
 
-def check_finite(loss: float, norm: float, step: int) -> None:
-    if not math.isfinite(loss):
-        raise FloatingPointError(f"loss is {loss} at step {step}")
-    if not math.isfinite(norm):
-        raise FloatingPointError(f"gradient norm is {norm} at step {step}")
+def check_finite(step: int, **values: float) -> None:
+    """FloatingPointError naming the first of values (loss=..., gradient_norm=...) that is not finite."""
+    for name, value in values.items():
+        if not math.isfinite(value):
+            raise FloatingPointError(f"{name.replace('_', ' ')} is {value} at step {step}")
 
 
 def train_step(net, optimizer, args, x, noise, step: int, stop: Stop, rank: int, world: int):
@@ -522,12 +522,11 @@ def train_step(net, optimizer, args, x, noise, step: int, stop: Stop, rank: int,
     loss_value, kl_value, stops = stats.tolist()
     if stops:
         raise Interrupted
-    if not math.isfinite(loss_value):
-        raise FloatingPointError(f"loss is {loss_value} at step {step}")
+    check_finite(step, loss=loss_value)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     norm = torch.nn.utils.clip_grad_norm_(net.parameters(), args.clip)
-    check_finite(loss_value, norm.item(), step)
+    check_finite(step, gradient_norm=norm.item())
     optimizer.step()
     return loss_value, kl_value
 
