@@ -41,6 +41,11 @@ def bernoulli_nll(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return F.binary_cross_entropy_with_logits(logits, x, reduction="none").flatten(1).sum(1)
 
 
+def objective(out: Losses, beta: float) -> torch.Tensor:
+    """The training loss: mean over the batch of recon + beta * sum_t KL_t, nats per image."""
+    return (out.recon + beta * out.kl.sum(1)).mean()
+
+
 class DRAW(nn.Module):
     def __init__(self, cfg: DrawConfig):
         super().__init__()
@@ -144,4 +149,4 @@ class DRAW(nn.Module):
     def loss(self, x: torch.Tensor, noise: torch.Tensor | None = None) -> tuple[torch.Tensor, Losses]:
         """Mean over the batch of recon + beta * sum_t KL_t, nats per image; noise as in forward."""
         out = self(x, noise)
-        return (out.recon + self.cfg.beta * out.kl.sum(1)).mean(), out
+        return objective(out, self.cfg.beta), out

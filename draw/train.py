@@ -47,7 +47,7 @@ from tqdm import tqdm
 from draw import checkpoint
 from draw.config import DrawConfig
 from draw.data import DataError, data_dir, load_binarized_mnist, load_mnist
-from draw.model import DRAW
+from draw.model import DRAW, objective
 
 STATE = "state.pt"
 # Arguments that fix what step k of a run means; resuming with others would silently change it.
@@ -190,11 +190,10 @@ def set_capturable(optimizer, capturable: bool) -> None:
 
 
 def batch_loss(net, x: torch.Tensor, noise: torch.Tensor, beta: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """The training objective, mean over the batch of recon + beta * sum_t KL_t, and the mean
-    summed KL, both in nats per image. x (B, H, W), noise (B, T, Z)."""
+    """`objective` and the mean summed KL, both in nats per image, through `net` (the model or its
+    DistributedDataParallel wrapper, whose forward must be the one called). x (B, H, W), noise (B, T, Z)."""
     out = net(x, noise)
-    kl = out.kl.sum(1)
-    return (out.recon + beta * kl).mean(), kl.mean()
+    return objective(out, beta), out.kl.sum(1).mean()
 
 
 class GraphedStep:
