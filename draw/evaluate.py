@@ -23,13 +23,16 @@ from draw.trace import reconstruct
 
 
 @torch.inference_mode()
-def nll_bound(model: DRAW, images: torch.Tensor, batch_size: int = 500, seed: int = 0) -> dict:
-    """Mean -ELBO, reconstruction and KL in nats over images (n, H, W)."""
-    torch.manual_seed(seed)
+def nll_bound(model: DRAW, images: torch.Tensor, batch_size: int = 500, seed: int = 0, progress: bool = True) -> dict:
+    """Mean -ELBO (beta = 1), reconstruction and KL in nats over images (n, H, W). The posterior
+    noise comes from `seed` alone, so two calls (two epochs of a training run) see the same draws."""
     device = model.head.weight.device
+    c = model.cfg
+    g = torch.Generator().manual_seed(seed)
     total = {"recon": 0.0, "kl": 0.0}
-    for i in tqdm(range(0, len(images), batch_size), desc="bound", leave=False):
-        out = model(images[i : i + batch_size].to(device))
+    for i in tqdm(range(0, len(images), batch_size), desc="bound", leave=False, disable=not progress):
+        x = images[i : i + batch_size]
+        out = model(x.to(device), torch.randn(len(x), c.T, c.z_size, generator=g).to(device))
         total["recon"] += out.recon.sum().item()
         total["kl"] += out.kl.sum().item()
     n = len(images)

@@ -47,6 +47,7 @@ from tqdm import tqdm
 from draw import checkpoint
 from draw.config import DrawConfig
 from draw.data import DataError, data_dir, load_binarized_mnist, load_mnist
+from draw.evaluate import nll_bound
 from draw.model import DRAW, objective
 
 STATE = "state.pt"
@@ -247,25 +248,6 @@ class GraphedStep:
         return tuple(self.stats.tolist())
 
 
-@torch.no_grad()
-def evaluate_bound(model: DRAW, images: torch.Tensor, batch_size: int = 500, seed: int = 0) -> dict:
-    """Mean NLL bound (beta = 1 ELBO), reconstruction and KL in nats over images (n, H, W),
-    with noise fixed by `seed` so successive epochs are compared on the same draws."""
-    model.eval()
-    recon = kl = 0.0
-    device = model.head.weight.device
-    c = model.cfg
-    g = torch.Generator().manual_seed(seed)
-    for i in range(0, len(images), batch_size):
-        x = images[i : i + batch_size]
-        out = model(x.to(device), torch.randn(len(x), c.T, c.z_size, generator=g).to(device))
-        recon += out.recon.sum().item()
-        kl += out.kl.sum().item()
-    model.train()
-    n = len(images)
-    return {"nll": (recon + kl) / n, "recon": recon / n, "kl": kl / n}
-
-
 def check_writable(directory: Path) -> None:
     """Fail before training, not after the first epoch, if directory cannot be written."""
     try:
@@ -459,7 +441,7 @@ def _train(args, run: Path, root: Path, rank: int, world: int, device: torch.dev
                 }
                 if rank == 0:
                     if len(val_x):
-                        record.update({f"val_{k}": v for k, v in evaluate_bound(model, val_x).items()})
+                        record.update({f"val_{k}": v for k, v in nll_bound(model, val_x, progress=False).items()})
                     tqdm.write(json.dumps(record))
                 progress["history"].append(record)
                 save()

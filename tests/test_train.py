@@ -68,7 +68,7 @@ def test_resume_after_a_crash_between_the_last_batch_and_the_epoch_end(data, ref
         raise RuntimeError("killed during validation")
 
     with monkeypatch.context() as m:
-        m.setattr(train, "evaluate_bound", crash)
+        m.setattr(train, "nll_bound", crash)
         with pytest.raises(RuntimeError, match="killed"):
             run_train(data, tmp_path, "--save-every", STEPS_PER_EPOCH)
     p = read_state(tmp_path)["progress"]
