@@ -5,7 +5,7 @@
 One line per checkpoint: the bound (nats) on the first 2000 'valid' images after each epoch (part
 of the training data when training on train+valid, so it tracks the fit), the measured test bound
 as a star at the last epoch, the paper's test figures as dashed reference lines, and a dotted
-line where the batch size changed (a run continued on a GPU).
+line where the batch size (a run continued on a GPU) or the binarization changed.
 """
 
 import argparse
@@ -22,6 +22,17 @@ from draw import checkpoint  # noqa: E402
 PAPER_NLL = {True: 80.97, False: 87.40}
 
 
+def training_change(before: dict, after: dict) -> str:
+    """What changed between two history records' training settings ("" if nothing known did):
+    the batch size (a run continued on a GPU) or the binarization (static -> dynamic)."""
+    changes = []
+    if None not in (before.get("batch_size"), after.get("batch_size")) and before["batch_size"] != after["batch_size"]:
+        changes.append(f"batch {after['batch_size']}")
+    if None not in (before.get("binarize"), after.get("binarize")) and before["binarize"] != after["binarize"]:
+        changes.append(f"{after['binarize']} binarization")
+    return ", ".join(changes)
+
+
 def plot(checkpoints: list[str], out: Path) -> None:
     """Write the figure to out (PNG)."""
     fig, ax = plt.subplots(figsize=(7, 4.2), dpi=120)
@@ -33,13 +44,12 @@ def plot(checkpoints: list[str], out: Path) -> None:
         color = f"C{i}"
         label = f"{Path(directory).name} (beta={cfg.beta:g})"
         ax.plot([r["epoch"] for r in history], [r["val_nll"] for r in history], "-o", ms=3, color=color, label=label)
-        for before, after in zip(history, history[1:], strict=False):  # a continuation with larger batches
-            sizes = before.get("batch_size"), after.get("batch_size")
-            if None not in sizes and sizes[0] != sizes[1]:
+        for before, after in zip(history, history[1:], strict=False):
+            change = training_change(before, after)
+            if change:
                 ax.axvline(before["epoch"], ls=":", lw=0.8, color=color)
-                ax.annotate(f"batch {after['batch_size']} from here", (before["epoch"], 1),
-                            xycoords=("data", "axes fraction"), textcoords="offset points",
-                            xytext=(3, -12 - 10 * i), fontsize=7, color=color)  # fmt: skip
+                ax.annotate(f"{change} from here", (before["epoch"], 1), xycoords=("data", "axes fraction"),
+                            textcoords="offset points", xytext=(3, -12 - 10 * i), fontsize=7, color=color)  # fmt: skip
         if "test_nll_nats" in meta:
             ax.plot(history[-1]["epoch"], meta["test_nll_nats"], "*", ms=12, color=color)
             ax.annotate(f"test {meta['test_nll_nats']:.2f}", (history[-1]["epoch"], meta["test_nll_nats"]),

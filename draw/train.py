@@ -437,6 +437,7 @@ def _train(args, run: Path, root: Path, rank: int, world: int, device: torch.dev
                     "epoch": progress["epoch"],
                     "step": progress["step"],
                     "batch_size": args.batch_size,
+                    "binarize": args.binarize,
                     "train_loss": progress.get("loss"),
                 }
                 if rank == 0:
@@ -473,11 +474,19 @@ def init_from(model: DRAW, args, cfg: DrawConfig, device, progress: dict) -> dic
     if source.cfg == cfg and metadata.get("seed") == args.seed and "epochs" in metadata:
         seconds = float(metadata.get("train_seconds", 0))
         progress.update(epoch=metadata["epochs"], step=metadata["steps"], seconds=seconds)
-        # records written before they carried their batch size had the source's
-        progress["history"] = [{"batch_size": metadata.get("batch_size")} | r for r in metadata.get("history", [])]
+        progress["history"] = source_history(metadata)
         same_schedule = all(metadata.get(k) == getattr(args, k) for k in ("batch_size", "lr", "lr_decay"))
         progress["lr_from_step"] = metadata.get("lr_from_step", 0) if same_schedule else metadata["steps"]
     return progress
+
+
+def source_history(metadata: dict) -> list[dict]:
+    """An export's history records, each saying the batch size and binarization it was trained
+    with; records written before they carried them get the export's own (all static then)."""
+    trained_on = metadata.get("trained_on", "")
+    binarize = metadata.get("binarize", "dynamic" if "dynamically" in trained_on else "static")
+    settings = {"batch_size": metadata.get("batch_size"), "binarize": binarize}
+    return [settings | r for r in metadata.get("history", [])]
 
 
 def check_finite(step: int, **values: float) -> None:
@@ -522,6 +531,7 @@ def export(model: DRAW, args: argparse.Namespace, progress: dict) -> None:
         "epochs": progress["epoch"],
         "steps": progress["step"],
         "batch_size": args.batch_size,
+        "binarize": args.binarize,
         "lr": args.lr,
         "lr_decay": args.lr_decay,
         "lr_from_step": progress["lr_from_step"],

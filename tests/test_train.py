@@ -281,10 +281,33 @@ def test_init_from_with_another_batch_size_continues_the_epochs_with_a_new_sched
 def test_init_from_an_export_whose_records_lack_the_batch_size_fills_in_the_sources(data, tmp_path):
     run_train(data, tmp_path / "a", "--epochs", 1, "--export", tmp_path / "ckpt")
     cfg, meta = checkpoint.read_info(tmp_path / "ckpt")  # as exports were before records carried it
-    meta["history"] = [{k: v for k, v in r.items() if k != "batch_size"} for r in meta["history"]]
+    meta["history"] = [{k: v for k, v in r.items() if k not in ("batch_size", "binarize")} for r in meta["history"]]
+    del meta["binarize"]
     checkpoint.write_info(tmp_path / "ckpt", cfg, meta)
     progress = run_train(data, tmp_path / "b", "--epochs", 2, "--init-from", tmp_path / "ckpt", "--batch-size", 16)
-    assert [r["batch_size"] for r in progress["history"]] == [8, 16]
+    assert [(r["batch_size"], r["binarize"]) for r in progress["history"]] == [(8, "static"), (16, "static")]
+
+
+def test_dynamic_binarization_resamples_the_grey_images_at_every_step(data, tmp_path):
+    args = train.parse_args(
+        ["--data-dir", str(data), "--run", str(tmp_path), "--binarize", "dynamic", "--batch-size", "8"]
+    )
+    train_x, _ = train.load_training_data(data, args.train_split, args.binarize, 8)
+    assert ((train_x > 0.1) & (train_x < 0.9)).any()  # grey, not the binarized files
+    order, cfg = torch.arange(len(train_x)), DrawConfig(**TINY)
+    batches = torch.stack([train.make_batch(train_x, order, 0, step, args, cfg)[0] for step in range(400)])
+    assert set(batches.unique().tolist()) == {0.0, 1.0}
+    assert not torch.equal(batches[0], batches[1])
+    assert torch.equal(train.make_batch(train_x, order, 0, 5, args, cfg)[0], batches[5])  # a resume redraws it
+    torch.testing.assert_close(batches.mean(0), train_x[:8], atol=0.12, rtol=0)  # samples of the grey image
+
+
+def test_a_continuation_with_dynamic_binarization_is_marked_in_the_history(data, tmp_path):
+    run_train(data, tmp_path / "a", "--epochs", 1, "--export", tmp_path / "ckpt")
+    flags = ("--init-from", tmp_path / "ckpt", "--binarize", "dynamic", "--export", tmp_path / "ckpt2")
+    progress = run_train(data, tmp_path / "b", "--epochs", 2, *flags)
+    assert [(r["epoch"], r["binarize"]) for r in progress["history"]] == [(1, "static"), (2, "dynamic")]
+    assert checkpoint.read_info(tmp_path / "ckpt2")[1]["binarize"] == "dynamic"
 
 
 def test_init_from_with_another_beta_fine_tunes_from_epoch_zero(data, tmp_path):

@@ -21,8 +21,16 @@ def write_amat(path: Path, images: np.ndarray) -> Path:
     return path
 
 
+def write_idx(path: Path, array: np.ndarray) -> Path:
+    """A uint8 array as an IDX file: magic (0, 0, 8 = ubyte, ndim), big-endian int32 dims, data."""
+    header = bytes([0, 0, 8, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+    path.write_bytes(header + array.astype(np.uint8).tobytes())
+    return path
+
+
 def binarized_mnist_dir(root: Path, n_train: int = 40, n_valid: int = 16, n_test: int = 24, seed: int = 0) -> Path:
-    """binarized_mnist_{train,valid,test}.amat of random 28x28 blobs; valid gzipped, to cover both."""
+    """binarized_mnist_{train,valid,test}.amat of random 28x28 blobs; valid gzipped, to cover both.
+    Also grey train-images/labels IDX files (n_train + n_valid soft blobs) for --binarize dynamic."""
     rng = np.random.default_rng(seed)
     root.mkdir(parents=True, exist_ok=True)
     for split, n in (("train", n_train), ("valid.amat.gz", n_valid), ("test", n_test)):
@@ -31,4 +39,10 @@ def binarized_mnist_dir(root: Path, n_train: int = 40, n_valid: int = 16, n_test
         centres = rng.uniform(8, 20, size=(n, 2, 1, 1))
         images = ((yy - centres[:, 0]) ** 2 + (xx - centres[:, 1]) ** 2 < rng.uniform(16, 40, (n, 1, 1))).astype(int)
         write_amat(root / f"binarized_mnist_{name}", images)
+    n_grey = n_train + n_valid
+    yy, xx = np.mgrid[:28, :28]
+    centres = rng.uniform(8, 20, size=(n_grey, 2, 1, 1))
+    grey = 255 * np.exp(-((yy - centres[:, 0]) ** 2 + (xx - centres[:, 1]) ** 2) / 30)
+    write_idx(root / "train-images-idx3-ubyte", grey.round())
+    write_idx(root / "train-labels-idx1-ubyte", rng.integers(0, 10, n_grey))
     return root
