@@ -1,9 +1,11 @@
 """Measure a checkpoint's negative log-likelihood bound on the binarized MNIST test set.
 
-    python -m draw.evaluate checkpoints/mnist_attention_T64 --data-dir ../shared/data [--iw-samples 100] [--record]
+    python -m draw.evaluate checkpoints/mnist_attention_T64 --data-dir ../shared/data \\
+        [--passes 10] [--iw-samples 100] [--record]
 
 Prints the bound -ELBO = E_q[-log p(x|z)] + sum_t KL_t in nats (beta = 1, whatever beta the
-model was trained with), averaged over all test images, and optionally the tighter
+model was trained with), averaged over all test images (one sample of z per image, or the mean
+of --passes samples, with the estimate's Monte Carlo standard error), and optionally the tighter
 importance-weighted estimate -log 1/k sum_i p(x, z_i) / q(z_i | x) (Burda et al. 2016), and how
 many latents z_t,d are active (their posterior mean varies across images).
 --record writes the figures into the checkpoint's config.json.
@@ -23,20 +25,29 @@ from draw.trace import reconstruct
 
 
 @torch.inference_mode()
-def nll_bound(model: DRAW, images: torch.Tensor, batch_size: int = 500, seed: int = 0, progress: bool = True) -> dict:
-    """Mean -ELBO (beta = 1), reconstruction and KL in nats over images (n, H, W). The posterior
-    noise comes from `seed` alone, so two calls (two epochs of a training run) see the same draws."""
+def nll_bound(
+    model: DRAW, images: torch.Tensor, batch_size: int = 500, seed: int = 0, passes: int = 1, progress: bool = True
+) -> dict:
+    """Mean -ELBO (beta = 1), reconstruction and KL in nats over images (n, H, W), each image's
+    terms averaged over `passes` samples of z ~ q(z|x); with passes > 1 also "nll_se",
+    the Monte Carlo standard error of the bound (the spread of the per-pass means over sqrt(passes)).
+    The noise comes from `seed` alone, so two calls (two epochs of a training run) see the same draws."""
     device = model.head.weight.device
     c = model.cfg
     g = torch.Generator().manual_seed(seed)
-    total = {"recon": 0.0, "kl": 0.0}
-    for i in tqdm(range(0, len(images), batch_size), desc="bound", leave=False, disable=not progress):
+    recon, kl = torch.zeros(passes, dtype=torch.float64), torch.zeros(passes, dtype=torch.float64)
+    batches = [(p, i) for p in range(passes) for i in range(0, len(images), batch_size)]
+    for p, i in tqdm(batches, desc="bound", leave=False, disable=not progress):
         x = images[i : i + batch_size]
         out = model(x.to(device), torch.randn(len(x), c.T, c.z_size, generator=g).to(device))
-        total["recon"] += out.recon.sum().item()
-        total["kl"] += out.kl.sum().item()
+        recon[p] += out.recon.sum().item()
+        kl[p] += out.kl.sum().item()
     n = len(images)
-    return {"nll": (total["recon"] + total["kl"]) / n, "recon": total["recon"] / n, "kl": total["kl"] / n}
+    nll = (recon + kl) / n  # (passes,), one estimate of the bound per pass
+    result = {"nll": nll.mean().item(), "recon": recon.mean().item() / n, "kl": kl.mean().item() / n}
+    if passes > 1:
+        result["nll_se"] = (nll.std() / math.sqrt(passes)).item()
+    return result
 
 
 @torch.inference_mode()
@@ -73,11 +84,14 @@ def main(argv=None) -> None:
     p.add_argument("checkpoint", help="checkpoint directory (model.safetensors + config.json)")
     p.add_argument("--data-dir", help="MNIST directory (default: $DRAW_DATA_DIR)")
     p.add_argument("--limit", type=int, default=0, help="first N test images only (0: all 10000)")
+    p.add_argument("--passes", type=int, default=1, help="average the bound over this many posterior samples")
     p.add_argument("--iw-samples", type=int, default=0, help="also estimate NLL with k importance samples")
     p.add_argument("--batch-size", type=int, default=500)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--record", action="store_true", help="write the results into the checkpoint's config.json")
     args = p.parse_args(argv)
+    if args.passes < 1:
+        raise SystemExit("error: --passes must be at least 1")
     torch.set_flush_denormal(True)  # subnormal filter tails are slow and make no difference (see train.py)
 
     root = data_dir(args.data_dir)
@@ -92,9 +106,10 @@ def main(argv=None) -> None:
         # the test rows are ordered by digit class: take a shuffled subset
         test = test[torch.randperm(len(test), generator=torch.Generator().manual_seed(args.seed))[: args.limit]]
 
-    bound = nll_bound(model, test, args.batch_size, args.seed)
+    bound = nll_bound(model, test, args.batch_size, args.seed, args.passes)
     print(f"{args.checkpoint}: {len(test)} test images")
-    print(f"  NLL bound  {bound['nll']:.2f} nats  (reconstruction {bound['recon']:.2f} + KL {bound['kl']:.2f})")
+    se = f" ± {bound['nll_se']:.2f} (Monte Carlo standard error, {args.passes} passes)" if args.passes > 1 else ""
+    print(f"  NLL bound  {bound['nll']:.2f}{se} nats  (reconstruction {bound['recon']:.2f} + KL {bound['kl']:.2f})")
     active = active_units(model, test, args.batch_size)
     steps = f"{int(active.any(1).sum())} of {len(active)} steps"
     print(f"  active units  {int(active.sum())} of {active.numel()} latents z_t,d, in {steps}")
@@ -103,8 +118,11 @@ def main(argv=None) -> None:
         "test_recon_nats": round(bound["recon"], 2),
         "test_kl_nats": round(bound["kl"], 2),
         "test_images": len(test),
+        "test_bound_passes": args.passes,
         "test_active_units": int(active.sum()),
     }
+    if args.passes > 1:
+        results["test_nll_se_nats"] = round(bound["nll_se"], 3)
     if args.iw_samples:
         iw = iw_nll(model, test, args.iw_samples, args.batch_size, args.seed)
         print(f"  IW NLL (k={args.iw_samples})  {iw:.2f} nats")
@@ -112,6 +130,7 @@ def main(argv=None) -> None:
     if args.record:
         if args.limit:
             raise SystemExit("error: --record needs the full test set; drop --limit")
+        metadata.pop("test_nll_se_nats", None)  # from an earlier run with --passes
         metadata.update(results, evaluated=datetime.date.today().isoformat())
         checkpoint.write_info(args.checkpoint, model.cfg, metadata)
         print(f"  recorded in {args.checkpoint}/{checkpoint.INFO}")

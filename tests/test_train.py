@@ -207,6 +207,35 @@ def test_active_units_are_the_latents_whose_posterior_mean_varies():
     assert active[:, 0].all() and not active[:, 1:].any()
 
 
+def test_bound_passes_average_posterior_samples_and_give_their_standard_error():
+    torch.manual_seed(0)
+    model = DRAW(DrawConfig(**TINY)).eval()
+    with torch.no_grad():
+        model.latent.weight.mul_(10)
+    images = (torch.rand(24, 28, 28) < 0.3).float()
+    one, four = evaluate.nll_bound(model, images), evaluate.nll_bound(model, images, passes=4)
+    assert "nll_se" not in one and four["nll_se"] > 0
+    assert four["nll"] != one["nll"] and abs(four["nll"] - one["nll"]) < 10 * four["nll_se"]
+    assert four["nll"] == pytest.approx(four["recon"] + four["kl"])
+    with torch.no_grad():  # sigma -> 0: every sample of z is mu, so the passes agree exactly
+        model.latent.bias[TINY["z_size"] :] = -200.0
+        model.latent.weight[TINY["z_size"] :] = 0.0
+    one, four = evaluate.nll_bound(model, images), evaluate.nll_bound(model, images, passes=4)
+    assert four["nll_se"] == 0 and four["nll"] == pytest.approx(one["nll"], rel=1e-12)
+
+
+def test_evaluate_cli_records_the_passes_and_their_standard_error(data, tiny_checkpoint, capsys):
+    evaluate.main([str(tiny_checkpoint), "--data-dir", str(data), "--passes", "3", "--record"])
+    assert "Monte Carlo standard error, 3 passes" in capsys.readouterr().out
+    meta = checkpoint.read_info(tiny_checkpoint)[1]
+    assert meta["test_bound_passes"] == 3 and meta["test_nll_se_nats"] > 0
+    evaluate.main([str(tiny_checkpoint), "--data-dir", str(data), "--record"])
+    meta = checkpoint.read_info(tiny_checkpoint)[1]
+    assert meta["test_bound_passes"] == 1 and "test_nll_se_nats" not in meta
+    with pytest.raises(SystemExit, match="--passes must be at least 1"):
+        evaluate.main([str(tiny_checkpoint), "--data-dir", str(data), "--passes", "0"])
+
+
 def test_importance_weighted_estimate_is_tighter_than_the_bound():
     """E[-log w] with k = 1 is the -ELBO itself; more samples can only lower it (Burda et al.).
     The latent layer is scaled up so that q is far from the prior and the gap is clear."""
