@@ -482,7 +482,7 @@ def init_from(model: DRAW, args, cfg: DrawConfig, device, progress: dict) -> dic
 
 def source_history(metadata: dict) -> list[dict]:
     """An export's history records, each saying the batch size and binarization it was trained
-    with; records written before they carried them get the export's own (all static then)."""
+    with; records written before records carried them get the export's own settings."""
     trained_on = metadata.get("trained_on", "")
     binarize = metadata.get("binarize", "dynamic" if "dynamically" in trained_on else "static")
     settings = {"batch_size": metadata.get("batch_size"), "binarize": binarize}
