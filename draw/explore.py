@@ -51,8 +51,12 @@ class CheckpointEntry:
 
     @property
     def test_nll(self) -> str:
-        nll = self.metadata.get("test_nll_nats")
-        return f"{float(nll):.2f} nats" if isinstance(nll, int | float) and math.isfinite(nll) else "not measured"
+        """The recorded test bound, with its Monte Carlo standard error when evaluate measured one."""
+        nll, se = self.metadata.get("test_nll_nats"), self.metadata.get("test_nll_se_nats")
+        if not (isinstance(nll, int | float) and math.isfinite(nll)):
+            return "not measured"
+        error = f" ± {se:.2f}" if isinstance(se, int | float) and math.isfinite(se) else ""
+        return f"{nll:.2f}{error} nats"
 
     def describe(self) -> str:
         """One line for a person: variant, size and test NLL."""

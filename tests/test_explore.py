@@ -168,14 +168,18 @@ def test_list_checkpoints(tmp_path):
     torch.manual_seed(0)
     checkpoint.save(DRAW(DrawConfig(**TINY)), tmp_path / "b_ok", {"test_nll_nats": 88.123})
     checkpoint.save(DRAW(DrawConfig(**TINY)), tmp_path / "c_unmeasured", {})
+    checkpoint.save(
+        DRAW(DrawConfig(**TINY)), tmp_path / "d_passes", {"test_nll_nats": 85.05, "test_nll_se_nats": 0.021}
+    )
     (tmp_path / "a_bad").mkdir()
     (tmp_path / "a_bad" / "config.json").write_text("{not json")
     (tmp_path / "notes").mkdir()  # no checkpoint files: not listed
     entries = explore.list_checkpoints(tmp_path)
-    assert [e.name for e in entries] == ["a_bad", "b_ok", "c_unmeasured"]
+    assert [e.name for e in entries] == ["a_bad", "b_ok", "c_unmeasured", "d_passes"]
     assert entries[0].cfg is None and "config.json" in entries[0].error
     assert entries[1].test_nll == "88.12 nats" and "88.12" in entries[1].describe()
     assert entries[2].test_nll == "not measured"
+    assert entries[3].test_nll == "85.05 ± 0.02 nats"
     assert explore.list_checkpoints(tmp_path / "missing") == []
 
 
