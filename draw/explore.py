@@ -55,7 +55,7 @@ class CheckpointEntry:
         nll, se = self.metadata.get("test_nll_nats"), self.metadata.get("test_nll_se_nats")
         if not (isinstance(nll, int | float) and math.isfinite(nll)):
             return "not measured"
-        error = f" ± {se:.2f}" if isinstance(se, int | float) and math.isfinite(se) else ""
+        error = f" ± {se:.3f}" if isinstance(se, int | float) and math.isfinite(se) else ""
         return f"{nll:.2f}{error} nats"
 
     def describe(self) -> str:

@@ -179,7 +179,7 @@ def test_list_checkpoints(tmp_path):
     assert entries[0].cfg is None and "config.json" in entries[0].error
     assert entries[1].test_nll == "88.12 nats" and "88.12" in entries[1].describe()
     assert entries[2].test_nll == "not measured"
-    assert entries[3].test_nll == "85.05 ± 0.02 nats"
+    assert entries[3].test_nll == "85.05 ± 0.021 nats"
     assert explore.list_checkpoints(tmp_path / "missing") == []
 
 
