@@ -28,6 +28,13 @@ def write_idx(path: Path, array: np.ndarray) -> Path:
     return path
 
 
+def blob_distances(rng: np.random.Generator, n: int) -> np.ndarray:
+    """Squared pixel distances (n, 28, 28) from a random centre per image, near the middle."""
+    yy, xx = np.mgrid[:28, :28]
+    centres = rng.uniform(8, 20, size=(n, 2, 1, 1))
+    return (yy - centres[:, 0]) ** 2 + (xx - centres[:, 1]) ** 2
+
+
 def binarized_mnist_dir(root: Path, n_train: int = 40, n_valid: int = 16, n_test: int = 24, seed: int = 0) -> Path:
     """binarized_mnist_{train,valid,test}.amat of random 28x28 blobs; valid gzipped, to cover both.
     Also grey train-images/labels IDX files (n_train + n_valid soft blobs) for --binarize dynamic."""
@@ -35,14 +42,9 @@ def binarized_mnist_dir(root: Path, n_train: int = 40, n_valid: int = 16, n_test
     root.mkdir(parents=True, exist_ok=True)
     for split, n in (("train", n_train), ("valid.amat.gz", n_valid), ("test", n_test)):
         name = split if split.endswith(".gz") else f"{split}.amat"
-        yy, xx = np.mgrid[:28, :28]
-        centres = rng.uniform(8, 20, size=(n, 2, 1, 1))
-        images = ((yy - centres[:, 0]) ** 2 + (xx - centres[:, 1]) ** 2 < rng.uniform(16, 40, (n, 1, 1))).astype(int)
+        images = (blob_distances(rng, n) < rng.uniform(16, 40, (n, 1, 1))).astype(int)
         write_amat(root / f"binarized_mnist_{name}", images)
     n_grey = n_train + n_valid
-    yy, xx = np.mgrid[:28, :28]
-    centres = rng.uniform(8, 20, size=(n_grey, 2, 1, 1))
-    grey = 255 * np.exp(-((yy - centres[:, 0]) ** 2 + (xx - centres[:, 1]) ** 2) / 30)
-    write_idx(root / "train-images-idx3-ubyte", grey.round())
+    write_idx(root / "train-images-idx3-ubyte", (255 * np.exp(-blob_distances(rng, n_grey) / 30)).round())
     write_idx(root / "train-labels-idx1-ubyte", rng.integers(0, 10, n_grey))
     return root
