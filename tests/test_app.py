@@ -6,7 +6,6 @@ and reacts, never what a trained model draws.
 
 import base64
 import io
-import struct
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +14,7 @@ import torch
 from PIL import Image, ImageDraw
 from plotly.subplots import make_subplots
 from streamlit.testing.v1 import AppTest
+from tiny import idx_bytes
 
 from app import figures
 from draw import checkpoint, explore
@@ -49,8 +49,8 @@ def mnist_dir(tmp_path_factory) -> Path:
         r, c = rng.integers(4, 10, size=2)
         imgs[i, r : r + 16, c : c + 5] = 255
     labels = (np.arange(20) % 10).astype(np.uint8)
-    (root / "t10k-images-idx3-ubyte").write_bytes(struct.pack(">IIII", 0x803, 20, 28, 28) + imgs.tobytes())
-    (root / "t10k-labels-idx1-ubyte").write_bytes(struct.pack(">II", 0x801, 20) + labels.tobytes())
+    (root / "t10k-images-idx3-ubyte").write_bytes(idx_bytes(imgs))
+    (root / "t10k-labels-idx1-ubyte").write_bytes(idx_bytes(labels))
     return root
 
 

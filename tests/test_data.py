@@ -5,14 +5,9 @@ import struct
 
 import numpy as np
 import pytest
-from tiny import amat_text, write_amat
+from tiny import amat_text, idx_bytes, write_amat
 
 from draw.data import DataError, find_file, load_binarized_mnist, load_mnist, read_amat, read_idx
-
-
-def idx_bytes(array: np.ndarray, magic: int | None = None) -> bytes:
-    magic = 0x0800 + array.ndim if magic is None else magic
-    return struct.pack(f">I{array.ndim}I", magic, *array.shape) + array.astype(np.uint8).tobytes()
 
 
 def write(path, data: bytes):

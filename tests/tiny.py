@@ -1,6 +1,7 @@
 """Tiny generated data and a tiny DRAW for the data, checkpoint, train and reliability tests."""
 
 import gzip
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -21,11 +22,10 @@ def write_amat(path: Path, images: np.ndarray) -> Path:
     return path
 
 
-def write_idx(path: Path, array: np.ndarray) -> Path:
-    """A uint8 array as an IDX file: magic (0, 0, 8 = ubyte, ndim), big-endian int32 dims, data."""
-    header = bytes([0, 0, 8, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
-    path.write_bytes(header + array.astype(np.uint8).tobytes())
-    return path
+def idx_bytes(array: np.ndarray, magic: int | None = None) -> bytes:
+    """A uint8 array as IDX bytes: magic (0x08 = ubyte, then ndim, unless given), big-endian dims, data."""
+    magic = 0x0800 + array.ndim if magic is None else magic
+    return struct.pack(f">I{array.ndim}I", magic, *array.shape) + array.astype(np.uint8).tobytes()
 
 
 def blob_distances(rng: np.random.Generator, n: int) -> np.ndarray:
@@ -45,6 +45,7 @@ def binarized_mnist_dir(root: Path, n_train: int = 40, n_valid: int = 16, n_test
         images = (blob_distances(rng, n) < rng.uniform(16, 40, (n, 1, 1))).astype(int)
         write_amat(root / f"binarized_mnist_{name}", images)
     n_grey = n_train + n_valid
-    write_idx(root / "train-images-idx3-ubyte", (255 * np.exp(-blob_distances(rng, n_grey) / 30)).round())
-    write_idx(root / "train-labels-idx1-ubyte", rng.integers(0, 10, n_grey))
+    grey = (255 * np.exp(-blob_distances(rng, n_grey) / 30)).round()
+    (root / "train-images-idx3-ubyte").write_bytes(idx_bytes(grey))
+    (root / "train-labels-idx1-ubyte").write_bytes(idx_bytes(rng.integers(0, 10, n_grey)))
     return root
