@@ -2,6 +2,8 @@
 
 import importlib.util
 import json
+import os
+import shutil
 import subprocess
 import sys
 
@@ -275,6 +277,40 @@ def test_torchrun_two_processes_train_like_one(data, reference, tmp_path):
     assert a["progress"]["history"][0]["train_loss"] == pytest.approx(b["progress"]["history"][0]["train_loss"])
     for k, v in a["model"].items():
         torch.testing.assert_close(v, b["model"][k], rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.skipif(shutil.which(os.environ.get("CXX", "g++")) is None, reason="--compile needs a C++ compiler")
+def test_compiled_step_trains_like_the_eager_one(data, reference, tmp_path):
+    run_train(data, tmp_path, "--max-steps", 12, "--compile")
+    a, b = read_state(tmp_path), read_state(reference)
+    assert a["progress"]["step"] == 12
+    (record_a,), (record_b,) = a["progress"]["history"], b["progress"]["history"]
+    assert record_a["train_loss"] == pytest.approx(record_b["train_loss"], rel=1e-5)
+    assert record_a["val_nll"] == pytest.approx(record_b["val_nll"], rel=1e-5)
+    for k, v in a["model"].items():
+        torch.testing.assert_close(v, b["model"][k], rtol=1e-4, atol=1e-5)
+
+
+def test_compile_without_a_cxx_compiler_is_one_clear_error(data, tmp_path, monkeypatch):
+    monkeypatch.setattr(torch._inductor.config.cpp, "cxx", (None, str(tmp_path / "no-such-g++")))
+    monkeypatch.setattr(torch._inductor.config, "fx_graph_cache", False)  # a cached build needs no compiler
+    torch._dynamo.reset()  # nor does code dynamo already holds
+    with pytest.raises(SystemExit, match="error: --compile: .*C\\+\\+ compiler"):
+        train.main(
+            [
+                "--data-dir",
+                str(data),
+                "--run",
+                str(tmp_path / "run"),
+                "--batch-size",
+                "8",
+                "--max-steps",
+                "1",
+                "--compile",
+            ]
+            + TINY_FLAGS
+        )
+    torch._dynamo.reset()
 
 
 def test_init_from_an_export_continues_its_epochs_and_history(data, tmp_path):
