@@ -388,6 +388,8 @@ def _train(args, run: Path, root: Path, rank: int, world: int, device: torch.dev
         if device.type != "cpu":
             raise SystemExit("error: --compile is for CPU training; on a GPU the step is replayed as a CUDA graph")
         model.compile_step()
+        if rank == 0:
+            print("--compile: the first step and the first validation each compile first (~30 s on a CPU)")
     net = model
     if world > 1:
         net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
