@@ -66,8 +66,9 @@ class Trace:
         return None if self.write_window is None else _box(self.write_window, n)
 
     def select(self, index) -> "Trace":
-        """The trace of a subset of the batch (an int keeps the batch axis with size 1)."""
-        index = [index] if isinstance(index, int) else index
+        """The trace of a subset of the batch: an int keeps the batch axis with size 1 and gives
+        views of this trace's arrays, a list of indices gives copies."""
+        index = slice(index, index + 1 or None) if isinstance(index, int) else index  # -1 + 1 = 0: to the end
         return _map(self, lambda a: a[index])
 
 

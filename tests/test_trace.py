@@ -194,6 +194,10 @@ def test_select_keeps_the_batch_axis(model, images):
     torch.testing.assert_close(one.canvas[0], trace.canvas[1])
     if model.cfg.attention:
         torch.testing.assert_close(one.read_window.gx[0], trace.read_window.gx[1])
+    assert one.canvas.untyped_storage().data_ptr() == trace.canvas.untyped_storage().data_ptr()  # a view
+    last = trace.select(-1)
+    assert last.batch_size == 1
+    torch.testing.assert_close(last.z[0], trace.z[-1])
 
 
 def test_bad_inputs_are_refused(model, images):
