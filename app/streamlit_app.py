@@ -27,6 +27,10 @@ MAX_UPLOAD_MB = 10
 NOTHING = "(nothing)"  # the compare box's "no second model"; None would read "Choose an option"
 EDIT_DIMS_DEFAULT = 2
 TRAVERSAL_DIMS_DEFAULT = 5
+DIMS_HELP = (
+    "Preselected: the dimensions that matter most at step t, those with the most KL when reconstructing, "
+    "those whose nudge moves the final drawing most when generating. Most of z_t is unused by the attention models."
+)
 
 # The page runs batch-1 traces: one thread each. A second thread per op made them several times
 # slower on a 2-core machine with other work running (see benchmarks/results.md).
@@ -70,6 +74,12 @@ def cached_edit(path: str, version: float, mode: str, seed: int, x: np.ndarray |
     model, _ = load_model(path, version)
     trace = cached_trace(path, version, mode, seed, x)
     return explore.apply_edit(model, trace, Edit(*edit))
+
+
+@st.cache_resource(max_entries=64, show_spinner=False)
+def cached_top_dims(path: str, version: float, mode: str, seed: int, x: np.ndarray | None, zt: int, k: int):
+    model, _ = load_model(path, version)
+    return explore.top_dims(model, cached_trace(path, version, mode, seed, x), zt, k)
 
 
 @st.cache_resource(max_entries=16, show_spinner=False)
@@ -324,7 +334,7 @@ def kl_ui(views: list[figures.ModelView]) -> None:
     st.plotly_chart(figures.kl_heatmap(views), key="kl_heatmap")
 
 
-def edit_ui(view: figures.ModelView, run_edit) -> None:
+def edit_ui(view: figures.ModelView, run_edit, top_dims) -> None:
     tr, T, Z = view.trace, view.T, view.cfg.z_size
     st.caption(
         f"Change z_t of **{view.name}** at one step and redraw from there. Values are in prior standard "
@@ -347,13 +357,14 @@ def edit_ui(view: figures.ModelView, run_edit) -> None:
         )
     kl = tr.kl[0, zt - 1]
     if not st.session_state.get("edit_dims"):
-        st.session_state["edit_dims"] = explore.top_dims(tr, zt, EDIT_DIMS_DEFAULT)
+        st.session_state["edit_dims"] = top_dims(zt, EDIT_DIMS_DEFAULT)
     dims = st.multiselect(
         "Dimensions of z_t to move",
         list(range(Z)),
         key="edit_dims",
         format_func=lambda d: f"dim {d}" + (f" (KL {float(kl[d]):.2f})" if tr.mode == "reconstruct" else ""),
         max_selections=8,
+        help=DIMS_HELP,
     )
     cols = st.columns(max(1, min(4, len(dims))))
     for i, d in enumerate(dims):
@@ -401,21 +412,26 @@ def edit_ui(view: figures.ModelView, run_edit) -> None:
             )
 
 
-def traversal_ui(view: figures.ModelView, run_traversal) -> None:
-    tr, Z = view.trace, view.cfg.z_size
+def traversal_ui(view: figures.ModelView, run_traversal, top_dims) -> None:
+    Z = view.cfg.z_size
     zt = int(st.session_state["zt"])
     st.caption(
         f"Final canvases of **{view.name}** with one dimension of z_t (t = {zt}, chosen in *Edit latents*) "
         "swept over −3σ…+3σ while the rest of z stays as drawn. One batched redraw."
     )
-    default = explore.top_dims(tr, zt, TRAVERSAL_DIMS_DEFAULT)
+    default = top_dims(zt, TRAVERSAL_DIMS_DEFAULT)
     if st.session_state.get("dims") in (None, st.session_state.get("_dims_default")) or any(
         d >= Z for d in st.session_state["dims"]
     ):
         st.session_state["dims"] = default
     st.session_state["_dims_default"] = default
     dims = st.multiselect(
-        "Dimensions (rows)", list(range(Z)), key="dims", format_func=lambda d: f"dim {d}", max_selections=12
+        "Dimensions (rows)",
+        list(range(Z)),
+        key="dims",
+        format_func=lambda d: f"dim {d}",
+        max_selections=12,
+        help=DIMS_HELP,
     )
     if not dims:
         st.info("Choose at least one dimension.")
@@ -539,10 +555,20 @@ def tabs_ui(views: list[figures.ModelView], key: tuple, drawing_id: str) -> None
     """Edits, traversal, KL heatmap and exports of the first model. A fragment: in the browser a
     change in here reruns only this part of the page, never the scrubber above it."""
     tab_edit, tab_trav, tab_kl, tab_export = st.tabs(["Edit latents", "Latent traversal", "KL heatmap", "Export"])
+
+    def top_dims(zt: int, k: int) -> list[int]:
+        return cached_top_dims(*key, zt, k)
+
     with tab_edit:
-        edit_ui(views[0], lambda edit: cached_edit(*key, (edit.step, edit.values, edit.resample, edit.closed_loop)))
+        edit_ui(
+            views[0],
+            lambda edit: cached_edit(*key, (edit.step, edit.values, edit.resample, edit.closed_loop)),
+            top_dims,
+        )
     with tab_trav:
-        traversal_ui(views[0], lambda zt, dims: cached_traversal(*key, zt, dims, bool(st.session_state.get("closed"))))
+        traversal_ui(
+            views[0], lambda zt, dims: cached_traversal(*key, zt, dims, bool(st.session_state.get("closed"))), top_dims
+        )
     with tab_kl:
         kl_ui(views)
     with tab_export:

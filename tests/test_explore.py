@@ -1,5 +1,6 @@
 """The explorer's pure logic: window geometry, edits, traversals, exports, URL state."""
 
+import copy
 import io
 import json
 
@@ -126,11 +127,22 @@ def test_step_summary_and_top_dims(trace):
         np.testing.assert_allclose(s, trace.kl.sum(-1)[0].numpy(), rtol=1e-6)
         t = explore.busiest_step(trace)
         assert s[t - 1] == s.max()
-        top = explore.top_dims(trace, t, 3)
+        top = explore.top_dims(model, trace, t, 3)
         kl = trace.kl[0, t - 1].numpy()
         assert min(kl[top]) >= np.sort(kl)[-3]
-    else:
-        assert explore.top_dims(trace, 1, 3) == [0, 1, 2]
+
+
+def test_top_dims_when_generating_are_the_ones_the_decoder_listens_to(model):
+    """With no KL to rank by, the dimensions that move the final canvas: here the decoder reads only
+    dimensions 1 and 3 of z, so those come first, at any step."""
+    model = copy.deepcopy(model)
+    with torch.no_grad():
+        model.decoder.weight_ih[:, [0, 2, 4, 5, 6, 7]] = 0
+    trace = explore.make_trace(model, "generate", seed=0)
+    for step in (1, trace.steps):
+        assert explore.top_dims(model, trace, step, 2) == [1, 3]
+    with pytest.raises(ValueError, match="step"):
+        explore.top_dims(model, trace, 0, 2)
 
 
 def test_prepare_input_binarizes_and_resizes():
