@@ -431,7 +431,9 @@ def bench_training(model: DRAW, steps: int, batch: int = 128) -> list[Row]:
             f"loss of 1 step {ours_loss:.4f} vs {ref_loss:.4f} (rel. {rel:.1e}); after its update rel. {rel_after:.1e}",
         )
     ]
-    name = name.replace("training,", "training with the step compiled (`draw.train --compile`),")
+    name = (
+        f"training with the step compiled (`draw.train --compile`), batch {batch} (images/s, median of {steps} steps)"
+    )
     if compiled_loss is None:
         return rows + [Row(name, f"{rate['plain']:.0f}", f"not measurable: {compile_error}", "-", target, "-")]
     speedup, rel = rate["compiled"] / rate["plain"], abs(compiled_loss - ref_loss) / abs(ref_loss)
