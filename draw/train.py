@@ -27,6 +27,7 @@ and only rank 0 writes the state, the exports and the progress bar.
 """
 
 import argparse
+import copy
 import dataclasses
 import datetime
 import json
@@ -79,6 +80,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--lr-decay", type=float, default=1.0, help="learning-rate factor per epoch")
     p.add_argument("--clip", type=float, default=10.0, help="gradient-norm clip")
+    p.add_argument(
+        "--ema",
+        type=float,
+        default=0.0,
+        metavar="DECAY",
+        help="also keep an exponential moving average of the weights, updated after every step with this"
+        " decay (e.g. 0.999; 0: off); validation and the exports use the average",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--save-every", type=int, default=200, help="steps between resumable saves")
     p.add_argument("--val-size", type=int, default=2000, help="validation images (0 to skip)")
@@ -263,7 +272,14 @@ def check_writable(directory: Path) -> None:
         raise SystemExit(f"error: cannot write to {directory}: {e}") from e
 
 
-def save_state(run: Path, model, optimizer, progress: dict) -> None:
+def update_average(averaged: DRAW, model: DRAW, decay: float) -> None:
+    """--ema: averaged <- decay * averaged + (1 - decay) * model, parameter by parameter."""
+    with torch.no_grad():
+        for a, p in zip(averaged.parameters(), model.parameters(), strict=True):
+            a.lerp_(p, 1 - decay)
+
+
+def save_state(run: Path, model, optimizer, progress: dict, averaged: DRAW | None) -> None:
     state = {
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict(),
@@ -271,6 +287,8 @@ def save_state(run: Path, model, optimizer, progress: dict) -> None:
         "config": json.dumps(model.cfg.to_dict()),
         "progress": json.dumps(progress),
     }
+    if averaged is not None:
+        state["ema"] = averaged.state_dict()
     checkpoint.atomic_write(run / STATE, lambda p: torch.save(state, p))
 
 
@@ -359,6 +377,8 @@ def train(args: argparse.Namespace) -> dict:
 
 
 def _train(args, run: Path, root: Path, rank: int, world: int, device: torch.device) -> dict:
+    if not 0 <= args.ema < 1:
+        raise SystemExit(f"error: --ema {args.ema}: the decay must be in [0, 1)")
     if args.batch_size % world:
         raise SystemExit(f"error: --batch-size {args.batch_size} does not split over {world} processes")
     torch.manual_seed(args.seed)
@@ -367,6 +387,7 @@ def _train(args, run: Path, root: Path, rank: int, world: int, device: torch.dev
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
     run_args = {k: getattr(args, k) for k in RUN_ARGS}
     progress = {"epoch": 0, "batch": 0, "step": 0, "lr_from_step": 0, "seconds": 0.0, "history": [], "args": run_args}
+    saved_average = None
     if (run / STATE).exists():
         state = load_state(run, device)
         if state["config"] != cfg:
@@ -377,6 +398,7 @@ def _train(args, run: Path, root: Path, rank: int, world: int, device: torch.dev
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         torch.set_rng_state(state["rng"].cpu())
+        saved_average = state.get("ema")
         progress = {"lr_from_step": 0} | state["progress"] | {"args": run_args}
         if rank == 0:
             print(f"resuming {run} at epoch {progress['epoch']}, step {progress['step']}")
@@ -384,6 +406,11 @@ def _train(args, run: Path, root: Path, rank: int, world: int, device: torch.dev
         progress = init_from(model, args, cfg, device, progress)
         if rank == 0:
             print(f"starting {run} from {args.init_from} at epoch {progress['epoch']}, step {progress['step']}")
+    # --ema: the average starts from the weights the run starts from, unless the state kept one
+    averaged = copy.deepcopy(model).requires_grad_(False) if args.ema else None
+    if averaged is not None and saved_average is not None:
+        averaged.load_state_dict(saved_average)
+    shown = model if averaged is None else averaged  # the weights validated and exported
     if args.compile:
         if device.type != "cpu":
             raise SystemExit("error: --compile is for CPU training; on a GPU the step is replayed as a CUDA graph")
@@ -407,7 +434,7 @@ def _train(args, run: Path, root: Path, rank: int, world: int, device: torch.dev
     def save():
         progress["seconds"] = time.time() - started
         if rank == 0:
-            save_state(run, model, optimizer, progress)
+            save_state(run, model, optimizer, progress, averaged)
 
     model.train()
     try:
@@ -437,6 +464,8 @@ def _train(args, run: Path, root: Path, rank: int, world: int, device: torch.dev
                         check_finite(progress["step"], loss=loss, gradient_norm=norm)
                     else:
                         loss, kl = train_step(net, optimizer, args, x, noise, progress["step"], stop, rank, world)
+                    if averaged is not None:
+                        update_average(averaged, model, args.ema)
                     progress.update(step=progress["step"] + 1, batch=b + 1, loss=loss)
                     bar.set_postfix(loss=f"{loss:.2f}", kl=f"{kl:.2f}")
                     if progress["step"] % args.save_every == 0:
@@ -453,12 +482,12 @@ def _train(args, run: Path, root: Path, rank: int, world: int, device: torch.dev
                 }
                 if rank == 0:
                     if len(val_x):
-                        record.update({f"val_{k}": v for k, v in nll_bound(model, val_x, progress=False).items()})
+                        record.update({f"val_{k}": v for k, v in nll_bound(shown, val_x, progress=False).items()})
                     tqdm.write(json.dumps(record))
                 progress["history"].append(record)
                 save()
                 if args.export and rank == 0:
-                    export(model, args, progress)
+                    export(shown, args, progress)
     except Interrupted:
         save()
         if rank == 0:
@@ -546,6 +575,7 @@ def export(model: DRAW, args: argparse.Namespace, progress: dict) -> None:
         "lr": args.lr,
         "lr_decay": args.lr_decay,
         "lr_from_step": progress["lr_from_step"],
+        "ema": args.ema,
         "seed": args.seed,
         "train_seconds": round(progress["seconds"]),
         "date": datetime.date.today().isoformat(),

@@ -45,6 +45,9 @@ def assert_same_run(a, b):
     for p, s in sa["optimizer"]["state"].items():
         for k, v in s.items():
             assert torch.equal(v, sb["optimizer"]["state"][p][k]), (p, k)
+    assert sa.keys() == sb.keys()
+    for k, v in sa.get("ema", {}).items():
+        assert torch.equal(v, sb["ema"][k]), k
 
 
 @pytest.fixture(scope="module")
@@ -311,6 +314,40 @@ def test_compile_without_a_cxx_compiler_is_one_clear_error(data, tmp_path, monke
             + TINY_FLAGS
         )
     torch._dynamo.reset()
+
+
+def test_ema_averages_the_weights_after_every_step(data, tmp_path):
+    """--ema 0.5 from the initial weights w0: after step 1 the average is (w0 + w1) / 2, after
+    step 2 it is (average_1 + w2) / 2; the optimizer's weights are the plain ones."""
+    torch.manual_seed(0)  # as the trainer does before building the model
+    w0 = DRAW(DrawConfig(**TINY)).state_dict()
+    run_train(data, tmp_path, "--max-steps", 1, "--ema", 0.5)
+    one = read_state(tmp_path)
+    run_train(data, tmp_path, "--max-steps", 2, "--ema", 0.5)
+    two = read_state(tmp_path)
+    for k in w0:
+        torch.testing.assert_close(one["ema"][k], (w0[k] + one["model"][k]) / 2)
+        torch.testing.assert_close(two["ema"][k], (one["ema"][k] + two["model"][k]) / 2)
+    assert not torch.equal(two["ema"]["head.weight"], two["model"]["head.weight"])
+
+
+def test_ema_resumes_exactly_and_is_what_is_validated_and_exported(data, tmp_path):
+    whole, resumed = tmp_path / "whole", tmp_path / "resumed"
+    steps = STEPS_PER_EPOCH  # the export is written at the epoch's end
+    run_train(data, whole, "--max-steps", steps, "--ema", 0.9, "--export", whole / "export")
+    run_train(data, resumed, "--max-steps", 3, "--ema", 0.9)
+    run_train(data, resumed, "--max-steps", steps, "--ema", 0.9)
+    assert_same_run(resumed, whole)
+    state = read_state(whole)
+    model, metadata = checkpoint.load(whole / "export")
+    assert metadata["ema"] == 0.9
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, state["ema"][k]), k
+    _, val_x = train.load_training_data(data, "train+valid", "static", 8)
+    (record,) = state["progress"]["history"]
+    assert record["val_nll"] == pytest.approx(evaluate.nll_bound(model, val_x, progress=False)["nll"], rel=1e-6)
+    with pytest.raises(SystemExit, match="--ema 1.0"):
+        run_train(data, tmp_path / "bad", "--ema", 1.0)
 
 
 def test_init_from_an_export_continues_its_epochs_and_history(data, tmp_path):
