@@ -96,7 +96,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument(
         "--compile",
         action="store_true",
-        help="on a CPU, compile the model's step with torch.compile (~1.4x a step after ~30 s; needs a C++ compiler)",
+        help="on a CPU, compile the model's step with torch.compile (~1.3x a step after ~30 s; needs a C++ compiler)",
     )
     p.add_argument(
         "--cuda-graph",

@@ -1,18 +1,14 @@
 """The DRAW model: loss terms, KL, gradients, both variants."""
 
 import copy
-import os
-import shutil
 
 import pytest
 import torch
+from tiny import needs_cxx
 
 from draw.config import DrawConfig
 from draw.model import DRAW, bernoulli_nll, gaussian_kl
 
-needs_cxx = pytest.mark.skipif(
-    shutil.which(os.environ.get("CXX", "g++")) is None, reason="torch.compile on a CPU needs a C++ compiler"
-)
 SMALL = dict(height=9, width=10, T=4, read_n=2, write_n=3, enc_size=12, dec_size=12, z_size=3)
 
 

@@ -2,14 +2,12 @@
 
 import importlib.util
 import json
-import os
-import shutil
 import subprocess
 import sys
 
 import pytest
 import torch
-from tiny import TINY, TINY_FLAGS, binarized_mnist_dir
+from tiny import TINY, TINY_FLAGS, binarized_mnist_dir, needs_cxx
 
 from draw import checkpoint, evaluate, train
 from draw.config import DrawConfig
@@ -282,7 +280,7 @@ def test_torchrun_two_processes_train_like_one(data, reference, tmp_path):
         torch.testing.assert_close(v, b["model"][k], rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.skipif(shutil.which(os.environ.get("CXX", "g++")) is None, reason="--compile needs a C++ compiler")
+@needs_cxx
 def test_compiled_step_trains_like_the_eager_one(data, reference, tmp_path):
     run_train(data, tmp_path, "--max-steps", 12, "--compile")
     a, b = read_state(tmp_path), read_state(reference)

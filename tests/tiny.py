@@ -1,10 +1,18 @@
 """Tiny generated data and a tiny DRAW for the data, checkpoint, train and reliability tests."""
 
 import gzip
+import os
+import shutil
 import struct
 from pathlib import Path
 
 import numpy as np
+import pytest
+
+# torch.compile on a CPU builds C++ kernels, so its tests need a compiler.
+needs_cxx = pytest.mark.skipif(
+    shutil.which(os.environ.get("CXX", "g++")) is None, reason="torch.compile on a CPU needs a C++ compiler"
+)
 
 # The train CLI's model flags for a DRAW small enough to train a few steps in milliseconds.
 TINY_FLAGS = ["--T", "4", "--enc-size", "16", "--dec-size", "16", "--z-size", "4", "--read-n", "2", "--write-n", "3"]
