@@ -92,6 +92,8 @@ def main(argv=None) -> None:
     args = p.parse_args(argv)
     if args.passes < 1:
         raise SystemExit("error: --passes must be at least 1")
+    if args.record and args.limit:
+        raise SystemExit("error: --record needs the full test set; drop --limit")
     torch.set_flush_denormal(True)  # subnormal filter tails are slow and make no difference (see train.py)
 
     root = data_dir(args.data_dir)
@@ -128,8 +130,6 @@ def main(argv=None) -> None:
         print(f"  IW NLL (k={args.iw_samples})  {iw:.2f} nats")
         results.update({"test_iw_nll_nats": round(iw, 2), "test_iw_samples": args.iw_samples})
     if args.record:
-        if args.limit:
-            raise SystemExit("error: --record needs the full test set; drop --limit")
         metadata.pop("test_nll_se_nats", None)  # from an earlier run with --passes
         metadata.update(results, evaluated=datetime.date.today().isoformat())
         checkpoint.write_info(args.checkpoint, model.cfg, metadata)

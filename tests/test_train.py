@@ -187,11 +187,13 @@ def test_evaluate_cli_prints_and_records_the_bound(data, tiny_checkpoint, capsys
     assert metadata["test_nll_nats"] == pytest.approx(metadata["test_recon_nats"] + metadata["test_kl_nats"], abs=0.02)
 
 
-def test_evaluate_cli_errors(data, tiny_checkpoint, tmp_path):
+def test_evaluate_cli_errors(data, tiny_checkpoint, tmp_path, monkeypatch):
     with pytest.raises(SystemExit, match="config.json: missing"):
         evaluate.main([str(tmp_path), "--data-dir", str(data)])
     with pytest.raises(SystemExit, match="binarized_mnist_test.amat: not found"):
         evaluate.main([str(tiny_checkpoint), "--data-dir", str(tmp_path)])
+    # refused before the (long) evaluation runs, not after it
+    monkeypatch.setattr(evaluate, "nll_bound", lambda *a, **k: pytest.fail("evaluated before refusing"))
     with pytest.raises(SystemExit, match="--record needs the full test set"):
         evaluate.main([str(tiny_checkpoint), "--data-dir", str(data), "--limit", "5", "--record"])
 
