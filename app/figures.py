@@ -144,6 +144,16 @@ def _row_steps(v: ModelView, trail: bool) -> list[list[dict]]:
     return steps
 
 
+def _two_lines(name: str, longest: int = 18) -> str:
+    """A name longer than `longest` characters broken after its underscore nearest the middle, so
+    that a label running down one row of panels stays beside that row."""
+    cuts = [i for i, ch in enumerate(name) if ch == "_"]
+    if len(name) <= longest or not cuts:
+        return name
+    cut = min(cuts, key=lambda i: abs(i - len(name) / 2)) + 1
+    return f"{name[:cut]}<br>{name[cut:]}"
+
+
 def _slim(trace: dict) -> dict:
     """The part of a trace a frame changes; Plotly merges it into the full trace."""
     keys = ("type", "z") if trace["type"] == "heatmap" else ("type", "x", "y")
@@ -196,7 +206,7 @@ def scrubber(views: list[ModelView], t0: int, trail: bool = False, play_ms: int 
         domain = layout[_axis(r * n_cols + 1, "y")]["domain"]  # the model's name down the left of its row
         layout["annotations"].append(
             dict(
-                text=f"<b>{v.name}</b>",
+                text=f"<b>{_two_lines(v.name)}</b>",
                 x=-0.01,
                 y=sum(domain) / 2,
                 xref="paper",

@@ -82,6 +82,12 @@ def cached_top_dims(path: str, version: float, mode: str, seed: int, x: np.ndarr
     return explore.top_dims(model, cached_trace(path, version, mode, seed, x), zt, k)
 
 
+@st.cache_resource(max_entries=32, show_spinner=False)
+def cached_busiest_step(path: str, version: float, mode: str, seed: int, x: np.ndarray | None):
+    model, _ = load_model(path, version)
+    return explore.busiest_step(model, cached_trace(path, version, mode, seed, x))
+
+
 @st.cache_resource(max_entries=16, show_spinner=False)
 def cached_traversal(path: str, version: float, mode: str, seed: int, x: np.ndarray | None, zt, dims, closed):
     model, _ = load_model(path, version)
@@ -334,7 +340,7 @@ def kl_ui(views: list[figures.ModelView]) -> None:
     st.plotly_chart(figures.kl_heatmap(views), key="kl_heatmap")
 
 
-def edit_ui(view: figures.ModelView, run_edit, top_dims) -> None:
+def edit_ui(view: figures.ModelView, run_edit, top_dims, busiest_step) -> None:
     tr, T, Z = view.trace, view.T, view.cfg.z_size
     st.caption(
         f"Change z_t of **{view.name}** at one step and redraw from there. Values are in prior standard "
@@ -342,7 +348,7 @@ def edit_ui(view: figures.ModelView, run_edit, top_dims) -> None:
     )
     ss = st.session_state
     if ss.get("zt") is None or ss["zt"] > T or ss["zt"] == ss.get("_zt_default"):
-        ss["zt"] = ss["_zt_default"] = explore.busiest_step(tr)  # follows the drawing until moved
+        ss["zt"] = ss["_zt_default"] = busiest_step()  # follows the drawing until moved
     c1, c2 = st.columns([2, 1])
     zt = c1.slider("Step t whose latent is edited", 1, T, key="zt", on_change=reset_edits)
     if tr.mode == "reconstruct":
@@ -564,6 +570,7 @@ def tabs_ui(views: list[figures.ModelView], key: tuple, drawing_id: str) -> None
             views[0],
             lambda edit: cached_edit(*key, (edit.step, edit.values, edit.resample, edit.closed_loop)),
             top_dims,
+            lambda: cached_busiest_step(*key),
         )
     with tab_trav:
         traversal_ui(

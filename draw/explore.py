@@ -127,10 +127,31 @@ def step_summary(trace: Trace) -> np.ndarray:
     return (p[1:] - p[:-1]).abs().flatten(1).mean(1).numpy()
 
 
-def busiest_step(trace: Trace) -> int:
-    """The step t (1-based) with the most KL, or a quarter of the way in when there is none."""
+def busiest_step(model: DRAW, trace: Trace) -> int:
+    """The step t (1-based) the latent editor opens on: the one with the most KL when
+    reconstructing; when generating, where the KL is zero, the one whose latent moves the
+    finished drawing most (`latent_influence`)."""
     kl = trace.kl_per_step[0]
-    return int(kl.argmax()) + 1 if float(kl.max()) > 0 else max(1, trace.steps // 4)
+    score = kl if float(kl.max()) > 0 else latent_influence(model, trace)
+    return int(score.argmax()) + 1
+
+
+def latent_influence(model: DRAW, trace: Trace, probes: int = 16, seed: int = 0) -> torch.Tensor:
+    """How far each step's latent moves the finished drawing of the trace's first image, (T,): the
+    Frobenius norm of the Jacobian d sigma(c_T) / d z_t, in canvas intensity per prior standard
+    deviation. Estimated as sqrt(mean |J_t^T v|^2) over `probes` random directions v (Hutchinson),
+    from one decoder-only redraw with the trace's latents (batch `probes`) and one backward pass:
+    0.06-0.2 s for the T = 64 checkpoints on a CPU. The model's own gradients are left untouched."""
+    c = model.cfg
+    v = torch.randn(probes, c.height, c.width, generator=torch.Generator().manual_seed(seed))
+    with torch.inference_mode(False), torch.enable_grad():
+        z = trace.z[:1].expand(probes, -1, -1).clone().requires_grad_()  # (P, T, Z), a tensor autograd can use
+        _, dec, canvas, _ = model.initial_state(probes)
+        for s in range(trace.steps):
+            dec, head_out = model.decode(z[:, s], dec)
+            canvas = canvas + model.write(head_out)[0]
+        (grad,) = torch.autograd.grad((torch.sigmoid(canvas) * v.to(canvas)).sum(), z)
+    return grad.square().sum(-1).mean(0).sqrt().detach()
 
 
 def top_dims(model: DRAW, trace: Trace, step: int, k: int) -> list[int]:

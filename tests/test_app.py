@@ -237,6 +237,15 @@ def test_scrubber_figure_has_a_frame_per_step(checkpoints):
     assert len(figures.bar_trace_indices(fig)) == 2
 
 
+def test_long_model_names_run_down_their_row_on_two_lines():
+    """Rotated down the left of a row of panels, a 25-character name was taller than the row and ran
+    into the next row's name; it breaks at the underscore nearest its middle."""
+    assert figures._two_lines("mnist_attention_T64_beta4") == "mnist_attention_<br>T64_beta4"
+    assert figures._two_lines("mnist_noattention_T64") == "mnist_<br>noattention_T64"
+    assert figures._two_lines("a_attention") == "a_attention"
+    assert figures._two_lines("x" * 30) == "x" * 30  # nowhere to break
+
+
 def typed(spec: dict) -> np.ndarray:
     """A plotly.js typed array back as numpy."""
     a = np.frombuffer(base64.b64decode(spec["bdata"]), np.float32)
