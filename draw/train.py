@@ -279,6 +279,14 @@ def update_average(averaged: DRAW, model: DRAW, decay: float) -> None:
             a.lerp_(p, 1 - decay)
 
 
+def epoch_mean_loss(progress: dict) -> float | None:
+    """The mean training loss (nats per image) over the epoch's batches, taken out of progress so
+    that the next epoch starts its own. (Until 2026-11-27 the history kept the epoch's last batch's
+    loss; an epoch resumed from a state of then averages the batches after the resume.)"""
+    total = progress.pop("epoch_loss", None)
+    return total["sum"] / total["batches"] if total else progress.get("loss")
+
+
 def save_state(run: Path, model, optimizer, progress: dict, averaged: DRAW | None) -> None:
     state = {
         "model": model.state_dict(),
@@ -467,6 +475,8 @@ def _train(args, run: Path, root: Path, rank: int, world: int, device: torch.dev
                     if averaged is not None:
                         update_average(averaged, model, args.ema)
                     progress.update(step=progress["step"] + 1, batch=b + 1, loss=loss)
+                    total = progress.get("epoch_loss", {"sum": 0.0, "batches": 0})
+                    progress["epoch_loss"] = {"sum": total["sum"] + loss, "batches": total["batches"] + 1}
                     bar.set_postfix(loss=f"{loss:.2f}", kl=f"{kl:.2f}")
                     if progress["step"] % args.save_every == 0:
                         save()
@@ -478,7 +488,7 @@ def _train(args, run: Path, root: Path, rank: int, world: int, device: torch.dev
                     "step": progress["step"],
                     "batch_size": args.batch_size,
                     "binarize": args.binarize,
-                    "train_loss": progress.get("loss"),
+                    "train_loss": epoch_mean_loss(progress),
                 }
                 if rank == 0:
                     if len(val_x):

@@ -34,9 +34,13 @@ def read_state(run) -> dict:
     return state
 
 
-def assert_same_run(a, b):
-    """Two state.pt files hold the same weights, optimizer moments and progress, bit for bit."""
+def assert_same_run(a, b, first_epoch_loss=True):
+    """Two state.pt files hold the same weights, optimizer moments and progress, bit for bit
+    (but for the first epoch's mean training loss when first_epoch_loss is False)."""
     sa, sb = read_state(a), read_state(b)
+    if not first_epoch_loss:
+        for s in (sa, sb):
+            s["progress"]["history"][0].pop("train_loss")
     assert sa["progress"] == sb["progress"]
     for k, v in sa["model"].items():
         assert torch.equal(v, sb["model"][k]), k
@@ -64,6 +68,21 @@ def test_resume_continues_exactly(data, reference, tmp_path):
     assert_same_run(tmp_path, reference)
 
 
+def test_the_history_records_each_epochs_mean_training_loss(data, tmp_path, monkeypatch):
+    losses = []
+    step = train.train_step
+
+    def recorded(*args):
+        loss, kl = step(*args)
+        losses.append(loss)
+        return loss, kl
+
+    monkeypatch.setattr(train, "train_step", recorded)
+    progress = run_train(data, tmp_path, "--max-steps", 2 * STEPS_PER_EPOCH)
+    per_epoch = [losses[:STEPS_PER_EPOCH], losses[STEPS_PER_EPOCH:]]
+    assert [r["train_loss"] for r in progress["history"]] == pytest.approx([sum(e) / len(e) for e in per_epoch])
+
+
 def test_resume_after_a_crash_between_the_last_batch_and_the_epoch_end(data, reference, tmp_path, monkeypatch):
     """Saved at the epoch's last batch, killed during validation: resuming must finish that epoch."""
 
@@ -81,14 +100,15 @@ def test_resume_after_a_crash_between_the_last_batch_and_the_epoch_end(data, ref
 
 
 def test_a_state_written_by_the_first_version_resumes(data, reference, tmp_path):
-    """state.pt from before the resume fixes: progress without 'args' or 'loss'."""
+    """state.pt from before the resume fixes: progress without 'args', 'loss' or the epoch's running
+    loss sum (so that epoch's mean training loss covers the batches after the resume only)."""
     run_train(data, tmp_path, "--max-steps", 5)
     state = torch.load(tmp_path / train.STATE, weights_only=True)
     progress = json.loads(state["progress"])
     state["progress"] = json.dumps({k: progress[k] for k in ("epoch", "batch", "step", "seconds", "history")})
     torch.save(state, tmp_path / train.STATE)
     run_train(data, tmp_path, "--max-steps", 12)
-    assert_same_run(tmp_path, reference)
+    assert_same_run(tmp_path, reference, first_epoch_loss=False)
 
 
 def test_resuming_with_another_config_or_batch_size_is_refused(data, tmp_path):
