@@ -281,8 +281,9 @@ def update_average(averaged: DRAW, model: DRAW, decay: float) -> None:
 
 def epoch_mean_loss(progress: dict) -> float | None:
     """The mean training loss (nats per image) over the epoch's batches, taken out of progress so
-    that the next epoch starts its own. (Until 2026-11-27 the history kept the epoch's last batch's
-    loss; an epoch resumed from a state of then averages the batches after the resume.)"""
+    that the next epoch starts its own. (Earlier versions recorded the epoch's last batch's loss, as
+    the committed checkpoints' histories do; an epoch resumed from a state they wrote averages the
+    batches after the resume.)"""
     total = progress.pop("epoch_loss", None)
     return total["sum"] / total["batches"] if total else progress.get("loss")
 
