@@ -22,7 +22,7 @@ from PIL import Image
 from draw import checkpoint, images
 from draw.config import DrawConfig
 from draw.model import DRAW
-from draw.trace import Trace, final_canvas, generate, reconstruct, redecode
+from draw.trace import Trace, decode_only, final_canvas, generate, reconstruct, redecode
 
 CHECKPOINTS_ENV = "DRAW_CHECKPOINTS"
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -147,9 +147,7 @@ def latent_influence(model: DRAW, trace: Trace, probes: int = 16, seed: int = 0)
     with torch.inference_mode(False), torch.enable_grad():
         z = trace.z[:1].expand(probes, -1, -1).clone().requires_grad_()  # (P, T, Z), a tensor autograd can use
         _, dec, canvas, _ = model.initial_state(probes)
-        for s in range(trace.steps):
-            dec, head_out = model.decode(z[:, s], dec)
-            canvas = canvas + model.write(head_out)[0]
+        canvas = decode_only(model, dec, canvas, z)
         (grad,) = torch.autograd.grad((torch.sigmoid(canvas) * v.to(canvas)).sum(), z)
     return grad.square().sum(-1).mean(0).sqrt().detach()
 

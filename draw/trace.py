@@ -12,7 +12,7 @@ import torch
 
 from draw import attention
 from draw.attention import AttentionParams
-from draw.model import DRAW, bernoulli_nll, gaussian_kl
+from draw.model import DRAW, LSTMState, bernoulli_nll, gaussian_kl
 
 
 @dataclass(frozen=True)
@@ -149,8 +149,14 @@ def final_canvas(model: DRAW, trace: Trace, step: int, z_step: torch.Tensor) -> 
     z = trace.z.expand(k, -1, -1).clone()
     z[:, step] = z_step.to(z)
     dec = (trace.h_dec[:, step].expand(k, -1), trace.c_dec[:, step].expand(k, -1))
-    canvas = trace.canvas[:, step].expand(k, -1, -1)
-    for s in range(step, trace.steps):
+    return decode_only(model, dec, trace.canvas[:, step].expand(k, -1, -1), z[:, step:])
+
+
+def decode_only(model: DRAW, dec: LSTMState, canvas: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """The decoder alone, given its latents z (K, S, Z): from decoder state dec and canvas logits
+    (K, H, W), S steps of c <- c + write(h_dec); returns the last canvas logits (K, H, W). Not in
+    inference mode, so gradients can flow back to z."""
+    for s in range(z.shape[1]):
         dec, head_out = model.decode(z[:, s], dec)
         canvas = canvas + model.write(head_out)[0]
     return canvas

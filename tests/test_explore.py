@@ -15,7 +15,7 @@ from draw import attention, checkpoint, explore
 from draw.config import DrawConfig
 from draw.explore import Edit, ViewState
 from draw.model import DRAW
-from draw.trace import final_canvas
+from draw.trace import decode_only, final_canvas
 
 TINY = dict(T=8, enc_size=32, dec_size=32, z_size=8)
 
@@ -140,10 +140,7 @@ def test_latent_influence_is_the_jacobian_norm_of_the_finished_drawing(model):
 
     def finished(z):  # (T, Z) -> sigma(c_T) (H, W)
         _, dec, canvas, _ = model.initial_state(1)
-        for s in range(trace.steps):
-            dec, head_out = model.decode(z[None, s], dec)
-            canvas = canvas + model.write(head_out)[0]
-        return torch.sigmoid(canvas[0])
+        return torch.sigmoid(decode_only(model, dec, canvas, z[None])[0])
 
     z = trace.z[0].clone()
     torch.testing.assert_close(finished(z), trace.canvas_prob[0, -1])  # the redraw is the drawing
