@@ -14,7 +14,8 @@ each epoch's end.
 when state.pt is gone (another machine, a fresh clone). With the checkpoint's own config and seed
 it continues that run: its epoch count, step and history go on (--epochs counts them), only Adam's
 moment estimates start afresh. With the same batch size, --lr and --lr-decay its learning-rate
-schedule goes on too; with others (a GPU takes larger batches) a new schedule starts from --lr.
+schedule goes on too; with others (a GPU takes larger batches) a new schedule starts from --lr,
+ramped up over its first --warmup steps while Adam's fresh moment estimates settle.
 With another beta it fine-tunes from epoch 0.
 
 On one CUDA GPU the whole step (forward, backward, clipping, Adam) is captured once as a CUDA
@@ -79,6 +80,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=100)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--lr-decay", type=float, default=1.0, help="learning-rate factor per epoch")
+    p.add_argument(
+        "--warmup",
+        type=int,
+        default=0,
+        help="steps over which the learning rate ramps up linearly at the start of each schedule"
+        " (a warm restart's Adam starts with no moment estimates; its first full-size steps undo training)",
+    )
     p.add_argument("--clip", type=float, default=10.0, help="gradient-norm clip")
     p.add_argument(
         "--ema",
@@ -179,8 +187,11 @@ def prefetched(fn, calls):
 
 
 def learning_rate(args, progress: dict, n_batches: int) -> float:
-    """--lr decayed by --lr-decay per epoch since this schedule began (at step lr_from_step)."""
-    return args.lr * args.lr_decay ** ((progress["step"] - progress["lr_from_step"]) / n_batches)
+    """--lr decayed by --lr-decay per epoch since this schedule began (at step lr_from_step),
+    ramped up linearly over the schedule's first --warmup steps."""
+    steps = progress["step"] - progress["lr_from_step"]
+    ramp = min(1.0, (steps + 1) / args.warmup) if args.warmup else 1.0
+    return args.lr * ramp * args.lr_decay ** (steps / n_batches)
 
 
 def set_learning_rate(optimizer, lr: float) -> None:
@@ -388,6 +399,8 @@ def train(args: argparse.Namespace) -> dict:
 def _train(args, run: Path, root: Path, rank: int, world: int, device: torch.device) -> dict:
     if not 0 <= args.ema < 1:
         raise SystemExit(f"error: --ema {args.ema}: the decay must be in [0, 1)")
+    if args.warmup < 0:
+        raise SystemExit(f"error: --warmup {args.warmup}: the number of steps must be >= 0")
     if args.batch_size % world:
         raise SystemExit(f"error: --batch-size {args.batch_size} does not split over {world} processes")
     torch.manual_seed(args.seed)
@@ -586,6 +599,7 @@ def export(model: DRAW, args: argparse.Namespace, progress: dict) -> None:
         "lr": args.lr,
         "lr_decay": args.lr_decay,
         "lr_from_step": progress["lr_from_step"],
+        "warmup": args.warmup,
         "ema": args.ema,
         "seed": args.seed,
         "train_seconds": round(progress["seconds"]),

@@ -400,6 +400,18 @@ def test_init_from_with_another_batch_size_continues_the_epochs_with_a_new_sched
     assert [r["step"] for r in continued["history"]] == [7, 10, 13]
 
 
+def test_warmup_ramps_up_the_start_of_a_new_schedule(data, tmp_path, monkeypatch):
+    """--warmup 4: the new schedule's first four steps take 1/4, 2/4, 3/4 and all of the decayed lr."""
+    run_train(data, tmp_path / "a", "--epochs", 1, "--export", tmp_path / "ckpt")
+    rates = []
+    monkeypatch.setattr(train, "set_learning_rate", lambda optimizer, lr: rates.append(lr))
+    flags = ("--init-from", tmp_path / "ckpt", "--batch-size", 16, "--lr-decay", 0.5, "--warmup", 4)
+    run_train(data, tmp_path / "b", "--epochs", 3, *flags)
+    assert rates == pytest.approx([1e-3 * min(1, (i + 1) / 4) * 0.5 ** (i / 3) for i in range(6)])
+    with pytest.raises(SystemExit, match="--warmup -1"):
+        run_train(data, tmp_path / "bad", "--warmup", -1)
+
+
 def test_init_from_an_export_whose_records_lack_the_batch_size_fills_in_the_sources(data, tmp_path):
     run_train(data, tmp_path / "a", "--epochs", 1, "--export", tmp_path / "ckpt")
     cfg, meta = checkpoint.read_info(tmp_path / "ckpt")  # as exports were before records carried it
