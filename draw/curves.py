@@ -44,12 +44,13 @@ def plot(checkpoints: list[str], out: Path) -> None:
         color = f"C{i}"
         label = f"{Path(directory).name} (beta={cfg.beta:g})"
         ax.plot([r["epoch"] for r in history], [r["val_nll"] for r in history], "-o", ms=3, color=color, label=label)
-        for before, after in zip(history, history[1:], strict=False):
-            change = training_change(before, after)
-            if change:
-                ax.axvline(before["epoch"], ls=":", lw=0.8, color=color)
-                ax.annotate(f"{change} from here", (before["epoch"], 1), xycoords=("data", "axes fraction"),
-                            textcoords="offset points", xytext=(3, -12 - 10 * i), fontsize=7, color=color)  # fmt: skip
+        changes = [(b["epoch"], training_change(b, a)) for b, a in zip(history, history[1:], strict=False)]
+        for k, (epoch, change) in enumerate((e, c) for e, c in changes if c):
+            ax.axvline(epoch, ls=":", lw=0.8, color=color)
+            # one row of labels per checkpoint, every other label one row lower so neighbours do not overlap
+            row = -12 - 10 * i - 20 * (k % 2)
+            ax.annotate(f"{change} from here", (epoch, 1), xycoords=("data", "axes fraction"),
+                        textcoords="offset points", xytext=(3, row), fontsize=7, color=color)  # fmt: skip
         if "test_nll_nats" in meta:
             ax.plot(history[-1]["epoch"], meta["test_nll_nats"], "*", ms=12, color=color)
             ax.annotate(f"test {meta['test_nll_nats']:.2f}", (history[-1]["epoch"], meta["test_nll_nats"]),
