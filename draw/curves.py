@@ -44,8 +44,8 @@ def plot(checkpoints: list[str], out: Path) -> None:
         color = f"C{i}"
         label = f"{Path(directory).name} (beta={cfg.beta:g})"
         ax.plot([r["epoch"] for r in history], [r["val_nll"] for r in history], "-o", ms=3, color=color, label=label)
-        changes = [(b["epoch"], training_change(b, a)) for b, a in zip(history, history[1:], strict=False)]
-        for k, (epoch, change) in enumerate((e, c) for e, c in changes if c):
+        changes = [(b["epoch"], c) for b, a in zip(history, history[1:], strict=False) if (c := training_change(b, a))]
+        for k, (epoch, change) in enumerate(changes):
             ax.axvline(epoch, ls=":", lw=0.8, color=color)
             # one row of labels per checkpoint, every other label one row lower so neighbours do not overlap
             row = -12 - 10 * i - 20 * (k % 2)
