@@ -130,10 +130,10 @@ def test_scrub_edit_and_screenshot(server, tmp_path):
         moved = scrubber_step(page)
         assert not moved.strip().endswith("8"), moved
         page.locator(".js-plotly-plot .updatemenu-button").first.click()  # ▶ play runs on to T
+        # (the page's 60 s default wait: on a busy machine the browser's animation took over 10 s)
         page.wait_for_function(
             "() => document.querySelector('.js-plotly-plot .slider-group > text.slider-label')"
-            ".textContent.trim().endsWith('= 8')",
-            timeout=10_000,
+            ".textContent.trim().endsWith('= 8')"
         )
         move_scrubber(page, 0.3)
 
