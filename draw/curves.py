@@ -47,8 +47,9 @@ def plot(checkpoints: list[str], out: Path) -> None:
         changes = [(b["epoch"], c) for b, a in zip(history, history[1:], strict=False) if (c := training_change(b, a))]
         for k, (epoch, change) in enumerate(changes):
             ax.axvline(epoch, ls=":", lw=0.8, color=color)
-            # one row of labels per checkpoint, every other label one row lower so neighbours do not overlap
-            row = -12 - 10 * i - 20 * (k % 2)
+            # a row of labels per checkpoint; every other label goes below all of those rows, so neither
+            # neighbouring changes nor other checkpoints' labels overprint it
+            row = -12 - 10 * (i + len(checkpoints) * (k % 2))
             ax.annotate(f"{change} from here", (epoch, 1), xycoords=("data", "axes fraction"),
                         textcoords="offset points", xytext=(3, row), fontsize=7, color=color)  # fmt: skip
         if "test_nll_nats" in meta:
