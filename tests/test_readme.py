@@ -1,18 +1,16 @@
 """The README's results table shows what each committed checkpoint's config.json records."""
 
-from pathlib import Path
-
 import pytest
 
 from draw import checkpoint
+from draw.explore import REPO_ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
-COMMITTED = sorted(p.parent for p in (ROOT / "checkpoints").glob("*/config.json"))
+COMMITTED = sorted(p.parent for p in (REPO_ROOT / "checkpoints").glob("*/config.json"))
 
 
 def results_row(name: str) -> list[str]:
     """The cells of the README results-table row for checkpoint `name`."""
-    rows = [line for line in (ROOT / "README.md").read_text().splitlines() if line.startswith(f"| `{name}` |")]
+    rows = [line for line in (REPO_ROOT / "README.md").read_text().splitlines() if line.startswith(f"| `{name}` |")]
     assert len(rows) == 1, f"README: expected one results row for {name}, found {len(rows)}"
     return [cell.strip() for cell in rows[0].strip("|").split("|")]
 
