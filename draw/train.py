@@ -546,11 +546,12 @@ def init_from(model: DRAW, args, cfg: DrawConfig, device, progress: dict) -> dic
 
 def source_history(metadata: dict) -> list[dict]:
     """An export's history records, each saying the batch size and binarization it was trained
-    with; records written before records carried them get the export's own settings."""
+    with; records written before records carried them get the export's own settings, the others
+    stay as they are (so a continued checkpoint's config.json keeps its keys' order)."""
     trained_on = metadata.get("trained_on", "")
     binarize = metadata.get("binarize", "dynamic" if "dynamically" in trained_on else "static")
     settings = {"batch_size": metadata.get("batch_size"), "binarize": binarize}
-    return [settings | r for r in metadata.get("history", [])]
+    return [r if settings.keys() <= r.keys() else settings | r for r in metadata.get("history", [])]
 
 
 def check_finite(step: int, **values: float) -> None:
