@@ -8,7 +8,7 @@ command continues exactly where it stopped: the batch order, the binarization an
 posterior noise of every step are functions of (--seed, epoch, step) alone. Ctrl-C (or
 SIGTERM) stops at the end of the current step and saves; a second Ctrl-C stops at once,
 keeping the last save. The model is exported to --export as a safetensors checkpoint at
-each epoch's end.
+each epoch's end (into a new directory each epoch if --export names {epoch}, for draw.average).
 
 --init-from CHECKPOINT starts a new run directory from an exported checkpoint's weights, for
 when state.pt is gone (another machine, a fresh clone). With the checkpoint's own config and seed
@@ -67,7 +67,12 @@ def parse_args(argv=None) -> argparse.Namespace:
         required=True,
         help="directory for the resumable training state (--run-dir under torchrun, where --run is ambiguous)",
     )
-    p.add_argument("--export", help="checkpoint directory written at each epoch's end")
+    p.add_argument(
+        "--export",
+        type=export_template,
+        help="checkpoint directory written at each epoch's end; {epoch} in it keeps one per epoch"
+        " (runs/attention/epochs/{epoch}, for draw.average)",
+    )
     p.add_argument("--init-from", help="exported checkpoint whose weights start a new run (see above)")
     p.add_argument("--train-split", choices=["train", "train+valid"], default="train+valid")
     p.add_argument(
@@ -121,6 +126,19 @@ def parse_args(argv=None) -> argparse.Namespace:
         else:
             p.add_argument(flag, type=type(getattr(defaults, f.name)), default=f.default)
     return p.parse_args(argv)
+
+
+def export_template(s: str) -> str:
+    """--export: a directory, in which {epoch} stands for the epoch count."""
+    try:
+        s.format(epoch=0)
+    except (KeyError, IndexError, ValueError) as e:
+        raise argparse.ArgumentTypeError(f"{s!r}: only {{epoch}} may stand in braces ({e})") from e
+    return s
+
+
+def export_directory(template: str, epoch: int) -> Path:
+    return Path(template.format(epoch=epoch))
 
 
 def parse_bool(s: str) -> bool:
@@ -367,9 +385,10 @@ def setup_distributed() -> tuple[int, int, torch.device]:
 def train(args: argparse.Namespace) -> dict:
     """Run (or resume) training; returns the final progress record."""
     run = Path(args.run)
-    for d in (run, Path(args.export) if args.export else None):
-        if d is not None:
-            check_writable(d)
+    check_writable(run)
+    if args.export:  # with {epoch}, the directory that will hold the per-epoch exports
+        first = export_directory(args.export, 0)
+        check_writable(first.parent if "{epoch}" in args.export else first)
     for stale in run.glob(f".{STATE}.*.tmp"):  # left by a run killed while saving
         stale.unlink(missing_ok=True)
     root = data_dir(args.data_dir)
@@ -609,7 +628,7 @@ def export(model: DRAW, args: argparse.Namespace, progress: dict) -> None:
     }
     if "init_from" in progress:
         metadata["init_from"] = progress["init_from"]
-    checkpoint.save(model, args.export, metadata)
+    checkpoint.save(model, export_directory(args.export, progress["epoch"]), metadata)
 
 
 def main(argv=None) -> None:

@@ -148,11 +148,11 @@ def test_non_finite_gradient_stops_before_the_update(data, tmp_path, monkeypatch
     assert not (tmp_path / train.STATE).exists()
 
 
-@pytest.mark.parametrize("which", ["--run", "--export"])
-def test_unwritable_output_directory_is_reported_before_anything_else(tmp_path, which):
+@pytest.mark.parametrize("which, name", [("--run", "out"), ("--export", "out"), ("--export", "out/{epoch}")])
+def test_unwritable_output_directory_is_reported_before_anything_else(tmp_path, which, name):
     (tmp_path / "a-file").write_text("")
     args = {"--run": tmp_path / "run", "--export": tmp_path / "export"}
-    args[which] = tmp_path / "a-file" / "out"  # a directory inside a regular file: unwritable even for root
+    args[which] = tmp_path / "a-file" / name  # a directory inside a regular file: unwritable even for root
     flags = ["--data-dir", str(tmp_path / "no-data-here")] + [str(v) for kv in args.items() for v in kv]
     with pytest.raises(SystemExit, match=f"cannot write to {tmp_path / 'a-file' / 'out'}"):
         train.train(train.parse_args(flags + TINY_FLAGS))
