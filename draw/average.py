@@ -1,6 +1,6 @@
 """Average the weights of several exports of one training run (stochastic weight averaging,
 Izmailov et al. 2018): the per-epoch exports of a low-learning-rate tail scatter around one
-minimum, and their mean lies nearer its centre than any one of them.
+minimum, and their mean can lie nearer its centre than any one of them.
 
     python -m draw.train ... --export runs/attention/epochs/{epoch}
     python -m draw.average runs/attention/epochs/49? --export checkpoints/mnist_attention_T64
