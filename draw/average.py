@@ -36,9 +36,10 @@ def average(directories: list[str]) -> tuple[DRAW, dict]:
             raise checkpoint.CheckpointError(f"{directory}: its config differs from {latest_dir}'s")
         if history[: len(metadata.get("history", []))] != metadata.get("history", []):
             raise checkpoint.CheckpointError(f"{directory}: not an earlier export of {latest_dir}'s run")
+    states = [m.state_dict() for m, _, _ in loaded]  # the last is model's own: each name is read before written
     with torch.no_grad():
-        for name, tensor in model.state_dict().items():
-            tensor.copy_(torch.stack([m.state_dict()[name].double() for m, _, _ in loaded]).mean(0))
+        for name, tensor in states[-1].items():
+            tensor.copy_(torch.stack([state[name].double() for state in states]).mean(0))
     metadata = {k: v for k, v in latest.items() if not k.startswith("test_") and k != "evaluated"}
     metadata["averaged"] = [{"epochs": m.get("epochs"), "steps": m["steps"]} for _, m, _ in loaded]
     return model, metadata

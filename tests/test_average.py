@@ -2,14 +2,9 @@
 
 import pytest
 import torch
-from tiny import TINY_FLAGS, binarized_mnist_dir
+from tiny import binarized_mnist_dir, run_train
 
 from draw import average, checkpoint, train
-
-
-def run_train(data, run, *flags):
-    args = ["--data-dir", str(data), "--run", str(run), "--batch-size", "8", "--val-size", "8"]
-    return train.train(train.parse_args(args + TINY_FLAGS + [str(f) for f in flags]))
 
 
 @pytest.fixture(scope="module")
@@ -51,9 +46,8 @@ def test_the_average_is_the_mean_of_the_weights_with_the_latest_metadata(epochs)
 
 
 def test_the_cli_writes_a_checkpoint_without_the_inputs_test_figures(epochs, tmp_path, capsys):
-    cfg, metadata = checkpoint.read_info(epochs / "3")
+    model, metadata = checkpoint.load(epochs / "3")
     evaluated = tmp_path / "evaluated"
-    model, _ = checkpoint.load(epochs / "3")
     checkpoint.save(model, evaluated, {**metadata, "test_nll_nats": 1.0, "evaluated": "2026-12-01"})
     average.main([str(epochs / "2"), str(evaluated), "--export", str(tmp_path / "out")])
     assert "averaged 2 checkpoints (epochs 2, 3)" in capsys.readouterr().out

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 import torch
-from tiny import TINY, TINY_FLAGS, binarized_mnist_dir, needs_cxx
+from tiny import TINY, TINY_FLAGS, binarized_mnist_dir, needs_cxx, run_train
 
 from draw import checkpoint, evaluate, train
 from draw.config import DrawConfig
@@ -20,11 +20,6 @@ STEPS_PER_EPOCH = 7
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     return binarized_mnist_dir(tmp_path_factory.mktemp("data"))
-
-
-def run_train(data, run, *flags) -> dict:
-    args = ["--data-dir", str(data), "--run", str(run), "--batch-size", "8", "--val-size", "8", "--epochs", "3"]
-    return train.train(train.parse_args(args + TINY_FLAGS + [str(f) for f in flags]))
 
 
 def read_state(run) -> dict:

@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from draw import train
+
 # torch.compile on a CPU builds C++ kernels, so its tests need a compiler.
 needs_cxx = pytest.mark.skipif(
     shutil.which(os.environ.get("CXX", "g++")) is None, reason="torch.compile on a CPU needs a C++ compiler"
@@ -57,3 +59,9 @@ def binarized_mnist_dir(root: Path, n_train: int = 40, n_valid: int = 16, n_test
     (root / "train-images-idx3-ubyte").write_bytes(idx_bytes(grey))
     (root / "train-labels-idx1-ubyte").write_bytes(idx_bytes(rng.integers(0, 10, n_grey)))
     return root
+
+
+def run_train(data: Path, run: Path, *flags) -> dict:
+    """The train CLI on the tiny DRAW: batches of 8, 8 validation images, 3 epochs unless flags say."""
+    args = ["--data-dir", str(data), "--run", str(run), "--batch-size", "8", "--val-size", "8", "--epochs", "3"]
+    return train.train(train.parse_args(args + TINY_FLAGS + [str(f) for f in flags]))
