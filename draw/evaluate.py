@@ -9,17 +9,23 @@ of --passes samples, with the estimate's Monte Carlo standard error), and option
 importance-weighted estimate -log 1/k sum_i p(x, z_i) / q(z_i | x) (Burda et al. 2016), and how
 many latents z_t,d are active (their posterior mean varies across images).
 --record writes the figures into the checkpoint's config.json.
+
+--split train+valid measures the same on the 60,000 training images instead, to tell underfitting
+from overfitting; --resample scores a fresh Bernoulli sample of the same digits' grey images
+(grey MNIST: the test digits for test, the training digits for train+valid) in place of the
+standard binarization, to tell how much a model learned of that one binarization's noise.
 """
 
 import argparse
 import datetime
 import math
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
 from draw import checkpoint
-from draw.data import DataError, data_dir, load_binarized_mnist
+from draw.data import DataError, data_dir, load_binarized_mnist, load_mnist
 from draw.model import DRAW
 from draw.trace import reconstruct
 
@@ -79,11 +85,34 @@ def active_units(model: DRAW, images: torch.Tensor, batch_size: int = 500, thres
     return (total_sq / len(images) - mean**2 > threshold).cpu()
 
 
+SPLITS = ("test", "train", "valid", "train+valid")
+GREY_SPLITS = {"test": "test", "train+valid": "train"}  # the grey MNIST split holding the same digits
+
+
+def load_split(root, split: str, resample_seed: int | None = None) -> torch.Tensor:
+    """Binary images (n, 28, 28) of a binarized-MNIST split ('train+valid': 60,000 training images).
+    With resample_seed, a fresh Bernoulli sample of the same digits' grey images instead of the
+    standard binarization (the rows come in grey MNIST's order, not the .amat files')."""
+    if resample_seed is not None:
+        if split not in GREY_SPLITS:
+            raise ValueError(f"resampling needs split {' or '.join(GREY_SPLITS)}: grey MNIST holds no other's digits")
+        grey = torch.from_numpy(load_mnist(root, GREY_SPLITS[split])[0])
+        return torch.bernoulli(grey, generator=torch.Generator().manual_seed(resample_seed))
+    parts = split.split("+")
+    return torch.from_numpy(np.concatenate([load_binarized_mnist(root, s) for s in parts]))
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("checkpoint", help="checkpoint directory (model.safetensors + config.json)")
     p.add_argument("--data-dir", help="MNIST directory (default: $DRAW_DATA_DIR)")
-    p.add_argument("--limit", type=int, default=0, help="first N test images only (0: all 10000)")
+    p.add_argument("--split", choices=SPLITS, default="test", help="images to score (default: test)")
+    p.add_argument(
+        "--resample",
+        action="store_true",
+        help="score a fresh binarization (seeded by --seed) of the split's grey digits (test or train+valid)",
+    )
+    p.add_argument("--limit", type=int, default=0, help="a shuffled subset of N images only (0: all)")
     p.add_argument("--passes", type=int, default=1, help="average the bound over this many posterior samples")
     p.add_argument("--iw-samples", type=int, default=0, help="also estimate NLL with k importance samples")
     p.add_argument("--batch-size", type=int, default=500)
@@ -92,8 +121,8 @@ def main(argv=None) -> None:
     args = p.parse_args(argv)
     if args.passes < 1:
         raise SystemExit("error: --passes must be at least 1")
-    if args.record and args.limit:
-        raise SystemExit("error: --record needs the full test set; drop --limit")
+    if args.record and (args.limit or args.split != "test" or args.resample):
+        raise SystemExit("error: --record needs the full standard test set; drop --limit, --split and --resample")
     torch.set_flush_denormal(True)  # subnormal filter tails are slow and make no difference (see train.py)
 
     root = data_dir(args.data_dir)
@@ -101,32 +130,33 @@ def main(argv=None) -> None:
         raise SystemExit("error: no data directory: pass --data-dir or set $DRAW_DATA_DIR")
     try:
         model, metadata = checkpoint.load(args.checkpoint, "cuda" if torch.cuda.is_available() else "cpu")
-        test = torch.from_numpy(load_binarized_mnist(root, "test"))
-    except (checkpoint.CheckpointError, DataError) as e:
+        images = load_split(root, args.split, args.seed if args.resample else None)
+    except (checkpoint.CheckpointError, DataError, ValueError) as e:
         raise SystemExit(f"error: {e}") from e
     if args.limit:
-        # the test rows are ordered by digit class: take a shuffled subset
-        test = test[torch.randperm(len(test), generator=torch.Generator().manual_seed(args.seed))[: args.limit]]
+        # the rows are ordered by digit class (test) or come in blocks: take a shuffled subset
+        images = images[torch.randperm(len(images), generator=torch.Generator().manual_seed(args.seed))[: args.limit]]
 
-    bound = nll_bound(model, test, args.batch_size, args.seed, args.passes)
-    print(f"{args.checkpoint}: {len(test)} test images")
+    bound = nll_bound(model, images, args.batch_size, args.seed, args.passes)
+    resampled = ", binarized afresh from grey MNIST" if args.resample else ""
+    print(f"{args.checkpoint}: {len(images)} {args.split} images{resampled}")
     se = f" ± {bound['nll_se']:.2f} (Monte Carlo standard error, {args.passes} passes)" if args.passes > 1 else ""
     print(f"  NLL bound  {bound['nll']:.2f}{se} nats  (reconstruction {bound['recon']:.2f} + KL {bound['kl']:.2f})")
-    active = active_units(model, test, args.batch_size)
+    active = active_units(model, images, args.batch_size)
     steps = f"{int(active.any(1).sum())} of {len(active)} steps"
     print(f"  active units  {int(active.sum())} of {active.numel()} latents z_t,d, in {steps}")
     results = {
         "test_nll_nats": round(bound["nll"], 2),
         "test_recon_nats": round(bound["recon"], 2),
         "test_kl_nats": round(bound["kl"], 2),
-        "test_images": len(test),
+        "test_images": len(images),
         "test_bound_passes": args.passes,
         "test_active_units": int(active.sum()),
     }
     if args.passes > 1:
         results["test_nll_se_nats"] = round(bound["nll_se"], 3)
     if args.iw_samples:
-        iw = iw_nll(model, test, args.iw_samples, args.batch_size, args.seed)
+        iw = iw_nll(model, images, args.iw_samples, args.batch_size, args.seed)
         print(f"  IW NLL (k={args.iw_samples})  {iw:.2f} nats")
         results.update({"test_iw_nll_nats": round(iw, 2), "test_iw_samples": args.iw_samples})
     if args.record:

@@ -11,6 +11,7 @@ from tiny import TINY, TINY_FLAGS, binarized_mnist_dir, needs_cxx, run_train
 
 from draw import checkpoint, evaluate, train
 from draw.config import DrawConfig
+from draw.data import load_mnist
 from draw.model import DRAW
 
 # 40 train + 16 valid images in batches of 8: 7 steps an epoch.
@@ -209,8 +210,35 @@ def test_evaluate_cli_errors(data, tiny_checkpoint, tmp_path, monkeypatch):
         evaluate.main([str(tiny_checkpoint), "--data-dir", str(tmp_path)])
     # refused before the (long) evaluation runs, not after it
     monkeypatch.setattr(evaluate, "nll_bound", lambda *a, **k: pytest.fail("evaluated before refusing"))
-    with pytest.raises(SystemExit, match="--record needs the full test set"):
-        evaluate.main([str(tiny_checkpoint), "--data-dir", str(data), "--limit", "5", "--record"])
+    for flags in (["--limit", "5"], ["--split", "train+valid"], ["--resample"]):
+        with pytest.raises(SystemExit, match="--record needs the full standard test set"):
+            evaluate.main([str(tiny_checkpoint), "--data-dir", str(data), "--record", *flags])
+    with pytest.raises(SystemExit, match="resampling needs split test or train\\+valid"):
+        evaluate.main([str(tiny_checkpoint), "--data-dir", str(data), "--split", "valid", "--resample"])
+    with pytest.raises(SystemExit, match="t10k-images-idx3-ubyte: not found"):  # the tiny data has no grey test
+        evaluate.main([str(tiny_checkpoint), "--data-dir", str(data), "--resample"])
+
+
+def test_load_split_reads_the_binarized_rows_or_resamples_the_grey_digits(data):
+    train_valid = evaluate.load_split(data, "train+valid")
+    parts = [evaluate.load_split(data, s) for s in ("train", "valid")]
+    assert torch.equal(train_valid, torch.cat(parts)) and train_valid.shape == (56, 28, 28)
+    grey = torch.from_numpy(load_mnist(data, "train")[0])
+    samples = torch.stack([evaluate.load_split(data, "train+valid", resample_seed=s) for s in range(200)])
+    assert samples.shape == (200, *grey.shape) and set(samples.unique().tolist()) == {0.0, 1.0}
+    assert torch.equal(samples[0], evaluate.load_split(data, "train+valid", resample_seed=0))
+    assert not torch.equal(samples[0], samples[1])
+    # each pixel is a Bernoulli draw with its grey level as probability
+    assert (samples.mean(0) - grey).abs().max() < 0.15 and not samples[:, grey == 0].any()
+    with pytest.raises(ValueError, match="resampling needs split"):
+        evaluate.load_split(data, "train", resample_seed=0)
+
+
+def test_evaluate_cli_scores_the_training_images(data, tiny_checkpoint, capsys):
+    evaluate.main([str(tiny_checkpoint), "--data-dir", str(data), "--split", "train+valid"])
+    assert "56 train+valid images" in capsys.readouterr().out
+    evaluate.main([str(tiny_checkpoint), "--data-dir", str(data), "--split", "train+valid", "--resample"])
+    assert "56 train+valid images, binarized afresh from grey MNIST" in capsys.readouterr().out
 
 
 def test_active_units_are_the_latents_whose_posterior_mean_varies():
