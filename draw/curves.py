@@ -47,9 +47,9 @@ def plot(checkpoints: list[str], out: Path) -> None:
         changes = [(b["epoch"], c) for b, a in zip(history, history[1:], strict=False) if (c := training_change(b, a))]
         for k, (epoch, change) in enumerate(changes):
             ax.axvline(epoch, ls=":", lw=0.8, color=color)
-            # a row of labels per checkpoint; every other label goes below all of those rows, so neither
-            # neighbouring changes nor other checkpoints' labels overprint it
-            row = -12 - 10 * (i + len(checkpoints) * (k % 2))
+            # a row of labels per checkpoint, and successive labels take turns over three such bands, so
+            # neither the next two changes nor other checkpoints' labels overprint one
+            row = -12 - 10 * (i + len(checkpoints) * (k % 3))
             ax.annotate(f"{change} from here", (epoch, 1), xycoords=("data", "axes fraction"),
                         textcoords="offset points", xytext=(3, row), fontsize=7, color=color)  # fmt: skip
         if "test_nll_nats" in meta:
@@ -58,9 +58,10 @@ def plot(checkpoints: list[str], out: Path) -> None:
                         textcoords="offset points", xytext=(6, 6), color=color, fontsize=8)  # fmt: skip
     for attention, nll in PAPER_NLL.items():
         ax.axhline(nll, ls="--", lw=0.8, color="grey")
+        # below the line: the validation curves end above it
         ax.annotate(f"paper, {'attention' if attention else 'no attention'}: {nll}", (0.5, nll),
-                    xycoords=("axes fraction", "data"), textcoords="offset points", xytext=(0, 3),
-                    fontsize=8, color="grey", ha="center")  # fmt: skip
+                    xycoords=("axes fraction", "data"), textcoords="offset points", xytext=(0, -3),
+                    fontsize=8, color="grey", ha="center", va="top")  # fmt: skip
     ax.set(xlabel="epoch", ylabel="NLL bound, nats", title="DRAW, binarized MNIST: 2000 valid images, ★ full test set")
     ax.set_ylim(top=min(ax.get_ylim()[1], 130))
     ax.grid(alpha=0.3)
