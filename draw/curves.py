@@ -58,7 +58,7 @@ def plot(checkpoints: list[str], out: Path) -> None:
                         textcoords="offset points", xytext=(6, 6), color=color, fontsize=8)  # fmt: skip
     for attention, nll in PAPER_NLL.items():
         ax.axhline(nll, ls="--", lw=0.8, color="grey")
-        # below the line: the validation curves end above it
+        # below its line, at mid-axis: the attention curve runs just above 80.97 there, nothing just below 87.4
         ax.annotate(f"paper, {'attention' if attention else 'no attention'}: {nll}", (0.5, nll),
                     xycoords=("axes fraction", "data"), textcoords="offset points", xytext=(0, -3),
                     fontsize=8, color="grey", ha="center", va="top")  # fmt: skip
