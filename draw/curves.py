@@ -33,9 +33,10 @@ def training_change(before: dict, after: dict) -> str:
     return ", ".join(changes)
 
 
-def plot(checkpoints: list[str], out: Path) -> None:
-    """Write the figure to out (PNG)."""
+def figure(checkpoints: list[str]) -> plt.Figure:
+    """The learning-curve figure of the checkpoint directories (the caller closes it)."""
     fig, ax = plt.subplots(figsize=(7, 4.2), dpi=120)
+    change_labels = []
     for i, directory in enumerate(checkpoints):
         cfg, meta = checkpoint.read_info(directory)
         history = [r for r in meta.get("history", []) if "val_nll" in r]
@@ -50,8 +51,9 @@ def plot(checkpoints: list[str], out: Path) -> None:
             # a row of labels per checkpoint, and successive labels take turns over three such bands, so
             # neither the next two changes nor other checkpoints' labels overprint one
             row = -12 - 10 * (i + len(checkpoints) * (k % 3))
-            ax.annotate(f"{change} from here", (epoch, 1), xycoords=("data", "axes fraction"),
-                        textcoords="offset points", xytext=(3, row), fontsize=7, color=color)  # fmt: skip
+            label = ax.annotate(f"{change} from here", (epoch, 1), xycoords=("data", "axes fraction"),
+                                textcoords="offset points", xytext=(3, row), fontsize=7, color=color)  # fmt: skip
+            change_labels.append(label)
         if "test_nll_nats" in meta:
             ax.plot(history[-1]["epoch"], meta["test_nll_nats"], "*", ms=12, color=color)
             ax.annotate(f"test {meta['test_nll_nats']:.2f}", (history[-1]["epoch"], meta["test_nll_nats"]),
@@ -64,9 +66,20 @@ def plot(checkpoints: list[str], out: Path) -> None:
                     fontsize=8, color="grey", ha="center", va="top")  # fmt: skip
     ax.set(xlabel="epoch", ylabel="NLL bound, nats", title="DRAW, binarized MNIST: 2000 valid images, ★ full test set")
     ax.set_ylim(top=min(ax.get_ylim()[1], 130))
+    x_lo, x_hi = ax.get_xlim()
+    for label in change_labels:
+        if label.xy[0] > x_lo + 0.75 * (x_hi - x_lo):  # near the right edge: left of its line, not past the axes
+            label.set_horizontalalignment("right")
+            label.xyann = (-3, label.xyann[1])
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
+    return fig
+
+
+def plot(checkpoints: list[str], out: Path) -> None:
+    """Write the figure to out (PNG)."""
+    fig = figure(checkpoints)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out)
     plt.close(fig)
