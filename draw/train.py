@@ -212,6 +212,16 @@ def learning_rate(args, progress: dict, n_batches: int) -> float:
     return args.lr * ramp * args.lr_decay ** (steps / n_batches)
 
 
+def schedule_line(args, progress: dict, n_batches: int) -> str:
+    """What the learning rate is at the run's next step and which schedule it follows."""
+    schedule = f"--lr {args.lr:g} x {args.lr_decay:g} per epoch"
+    since = progress["lr_from_step"]
+    if since == progress["step"]:
+        return f"learning rate: a new schedule, {schedule}, {args.warmup} warm-up steps"
+    lr = learning_rate(args, progress, n_batches)
+    return f"learning rate: {lr:.2g}, going on with the schedule of {schedule} begun at step {since}"
+
+
 def set_learning_rate(optimizer, lr: float) -> None:
     for group in optimizer.param_groups:
         if torch.is_tensor(group["lr"]):
@@ -470,6 +480,8 @@ def _train(args, run: Path, root: Path, rank: int, world: int, device: torch.dev
     except DataError as e:
         raise SystemExit(f"error: {e}") from e
     n_batches = len(train_x) // args.batch_size
+    if rank == 0:
+        print(schedule_line(args, progress, n_batches))
     started = time.time() - progress["seconds"]
 
     def save():

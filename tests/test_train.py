@@ -425,6 +425,17 @@ def test_init_from_with_another_batch_size_continues_the_epochs_with_a_new_sched
     assert [r["step"] for r in continued["history"]] == [7, 10, 13]
 
 
+def test_the_run_says_whether_its_learning_rate_schedule_starts_or_goes_on(data, tmp_path, capsys):
+    """--init-from with the export's own --lr and --lr-decay carries its schedule on, at the decayed rate."""
+    run_train(data, tmp_path / "a", "--epochs", 1, "--export", tmp_path / "ckpt", "--lr-decay", 0.5, "--warmup", 2)
+    assert "learning rate: a new schedule, --lr 0.001 x 0.5 per epoch, 2 warm-up steps" in capsys.readouterr().out
+    run_train(data, tmp_path / "b", "--epochs", 2, "--init-from", tmp_path / "ckpt", "--lr-decay", 0.5, "--warmup", 2)
+    going_on = "learning rate: 0.0005, going on with the schedule of --lr 0.001 x 0.5 per epoch begun at step 0"
+    assert going_on in capsys.readouterr().out
+    run_train(data, tmp_path / "c", "--epochs", 2, "--init-from", tmp_path / "ckpt", "--lr-decay", 0.7)
+    assert "learning rate: a new schedule, --lr 0.001 x 0.7 per epoch, 0 warm-up steps" in capsys.readouterr().out
+
+
 def test_warmup_ramps_up_the_start_of_a_new_schedule(data, tmp_path, monkeypatch):
     """--warmup 4: the new schedule's first four steps take 1/4, 2/4, 3/4 and all of the decayed lr."""
     run_train(data, tmp_path / "a", "--epochs", 1, "--export", tmp_path / "ckpt")
