@@ -372,20 +372,25 @@ def edit_ui(view: figures.ModelView, run_edit, top_dims, busiest_step) -> None:
         max_selections=8,
         help=DIMS_HELP,
     )
+
+    def start(d: int) -> float:
+        """Where the slider of z_t[d] starts: the drawn value, rounded to its 0.1 step and clipped."""
+        return float(np.clip(round(float(tr.z[0, zt - 1, d]), 1), -4, 4))
+
     cols = st.columns(max(1, min(4, len(dims))))
     for i, d in enumerate(dims):
         key = f"edit_v_{d}"
         if key not in st.session_state:
-            st.session_state[key] = float(np.clip(round(float(tr.z[0, zt - 1, d]), 1), -4, 4))
+            st.session_state[key] = start(d)
         cols[i % len(cols)].slider(f"z_t[{d}]  (was {float(tr.z[0, zt - 1, d]):+.2f})", -4.0, 4.0, step=0.1, key=key)
     b1, b2, _ = st.columns([1, 1, 3])
     b1.button("Resample z_t", on_click=resample_latent, help="Draw all of z_t again from the prior.")
     b2.button("Reset edits", on_click=reset_edits)
-    # A slider left where it started (z_t[d] rounded to 0.1) is not an edit.
+    # A slider left where it started is not an edit.
     moved = tuple(
         (d, round(float(st.session_state[f"edit_v_{d}"]), 2))
         for d in dims
-        if abs(st.session_state[f"edit_v_{d}"] - float(np.clip(round(float(tr.z[0, zt - 1, d]), 1), -4, 4))) > 1e-6
+        if abs(st.session_state[f"edit_v_{d}"] - start(d)) > 1e-6
     )
     st.session_state["_edits"] = moved
     state = current_state()
