@@ -375,14 +375,17 @@ def edit_ui(view: figures.ModelView, run_edit, top_dims, busiest_step) -> None:
 
     def start(d: int) -> float:
         """Where the slider of z_t[d] starts: the drawn value, rounded to its 0.1 step and clipped."""
-        return float(np.clip(round(float(tr.z[0, zt - 1, d]), 1), -4, 4))
+        return float(np.clip(round(float(tr.z[0, zt - 1, d]), 1), -explore.MAX_EDIT, explore.MAX_EDIT))
 
     cols = st.columns(max(1, min(4, len(dims))))
     for i, d in enumerate(dims):
         key = f"edit_v_{d}"
         if key not in st.session_state:
             st.session_state[key] = start(d)
-        cols[i % len(cols)].slider(f"z_t[{d}]  (was {float(tr.z[0, zt - 1, d]):+.2f})", -4.0, 4.0, step=0.1, key=key)
+        was = float(tr.z[0, zt - 1, d])
+        cols[i % len(cols)].slider(
+            f"z_t[{d}]  (was {was:+.2f})", -explore.MAX_EDIT, explore.MAX_EDIT, step=0.1, key=key
+        )
     b1, b2, _ = st.columns([1, 1, 3])
     b1.button("Resample z_t", on_click=resample_latent, help="Draw all of z_t again from the prior.")
     b2.button("Reset edits", on_click=reset_edits)
